@@ -1,0 +1,29 @@
+// The harpe command line: one subcommand per file in cli/, registered here.
+
+import { Command, CommanderError } from "commander";
+import { EXIT_BAD_INPUT, EXIT_OK } from "./run_action.ts";
+import { VERSION } from "../lib/version.ts";
+
+/** Builds the harpe program with every subcommand registered. */
+export function buildProgram(): Command {
+  const program = new Command("harpe")
+    .description("Long context for pretrained language models with HARPE (per-head RoPE bases)")
+    .version(VERSION)
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride();
+  return program;
+}
+
+if (import.meta.main) {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(Deno.args, { from: "user" });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      const ok = error.code === "commander.helpDisplayed" || error.code === "commander.version" ||
+        error.code === "commander.help";
+      Deno.exit(ok ? EXIT_OK : EXIT_BAD_INPUT);
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,5 @@
+// harpe's public library API: everything a program needs to plan, convert, train, evaluate and
+// export HARPE checkpoints without the command line.
+
+export * from "./lib/errors.ts";
+export { VERSION } from "./lib/version.ts";

@@ -1,0 +1,52 @@
+// Test helpers: run the CLI as a subprocess, make temporary directories, find the shared fixtures.
+
+/** What a CLI run returned. */
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const ROOT = new URL("../", import.meta.url).pathname;
+
+/** The project root, ending with "/". */
+export const PROJECT_ROOT = ROOT;
+
+/** Runs `harpe ARGS...` with the same permissions as the `harpe` task and collects its output. */
+export async function runHarpe(args: string[], options: { cwd?: string } = {}): Promise<RunResult> {
+  const command = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-ffi",
+      `${ROOT}cli/main.ts`,
+      ...args,
+    ],
+    cwd: options.cwd ?? ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  });
+  const output = await command.output();
+  const decoder = new TextDecoder();
+  return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
+}
+
+/** Creates a temporary directory, runs `body` with it, and removes it afterwards. */
+export async function withTempDir<T>(body: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "harpe-test-" });
+  try {
+    return await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Lists the entries of a directory (names only, sorted). */
+export async function listDir(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+  return names.sort();
+}
