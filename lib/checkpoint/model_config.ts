@@ -57,6 +57,9 @@ export interface ModelConfig {
   /** RMSNorm over D on each query and key head before RoPE (Qwen3). */
   qkNorm: boolean;
   rope: RopeConfig;
+  /** Attention window the checkpoint was trained with (Mistral `sliding_window`, Qwen with
+   * `use_sliding_window`). Recorded only: harpe trains and evaluates with full causal attention. */
+  slidingWindow?: number;
   dtype: ConfigDType;
   /** The config.json object exactly as read (conversion keeps every field). */
   raw: Record<string, unknown>;
