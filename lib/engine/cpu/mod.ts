@@ -1,0 +1,3 @@
+// The CPU engine: the TypeScript reference implementation of the engine interface.
+
+export { CpuEngine } from "./cpu_engine.ts";
