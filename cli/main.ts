@@ -3,6 +3,7 @@
 import { Command, CommanderError } from "commander";
 import { EXIT_BAD_INPUT, EXIT_OK } from "./run_action.ts";
 import { VERSION } from "../lib/version.ts";
+import { tokenizeCommand } from "./tokenize.ts";
 
 /** Builds the harpe program with every subcommand registered. */
 export function buildProgram(): Command {
@@ -11,6 +12,7 @@ export function buildProgram(): Command {
     .version(VERSION)
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
+  program.addCommand(tokenizeCommand());
   return program;
 }
 

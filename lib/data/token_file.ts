@@ -1,0 +1,173 @@
+// Token files: safetensors holding `tokens` (u16 when the vocabulary fits, else u32) [N] with every
+// document's tokens back to back, `doc_offsets` i64 [docs+1] (document d is tokens[off[d]:off[d+1]]),
+// and metadata naming the tokenizer. EOS tokens are NOT stored: the loader appends one after every
+// document, so a token file stays usable with any EOS convention.
+
+import { FileFormatError } from "../errors.ts";
+import { SafetensorsFile, writeSafetensors } from "../safetensors/mod.ts";
+import type { TokenData } from "./loader.ts";
+
+/** `format` metadata value of every token file. */
+export const TOKEN_FILE_FORMAT = "harpe-tokens";
+const TOKEN_FILE_VERSION = "1";
+/** Largest vocabulary whose ids fit a u16 tensor. */
+export const U16_VOCAB_LIMIT = 65536;
+
+/** What a token file says about itself. */
+export interface TokenFileInfo {
+  /** tokenizer.json path as given when tokenizing. */
+  tokenizer: string;
+  /** Hex SHA-256 of that tokenizer.json. */
+  tokenizerSha256: string;
+  vocabSize: number;
+  /** The EOS id the loader appends after every document. */
+  eosId: number;
+  documents: number;
+  tokens: number;
+}
+
+/** A token file's contents. */
+export interface TokenFile extends TokenData {
+  info: TokenFileInfo;
+}
+
+/**
+ * Writes a token file atomically.
+ *
+ * @example
+ * ```ts
+ * await writeTokenFile("data/train.tokens", { tokens: new Uint32Array([5, 6, 7]), docOffsets: [0, 2, 3] },
+ *   { tokenizer: "tokenizer.json", tokenizerSha256: "ab..", vocabSize: 512, eosId: 1 });
+ * ```
+ */
+export async function writeTokenFile(
+  path: string,
+  data: TokenData,
+  info: Omit<TokenFileInfo, "documents" | "tokens">,
+): Promise<void> {
+  const small = info.vocabSize <= U16_VOCAB_LIMIT;
+  const tokens = small ? Uint16Array.from(data.tokens) : Uint32Array.from(data.tokens);
+  const offsets = BigInt64Array.from(Array.from(data.docOffsets, (n) => BigInt(n)));
+  const documents = offsets.length - 1;
+  await writeSafetensors(path, [
+    {
+      name: "tokens",
+      dtype: small ? "U16" : "U32",
+      shape: [tokens.length],
+      data: new Uint8Array(tokens.buffer),
+    },
+    { name: "doc_offsets", dtype: "I64", shape: [offsets.length], data: new Uint8Array(offsets.buffer) },
+  ], {
+    metadata: {
+      format: TOKEN_FILE_FORMAT,
+      format_version: TOKEN_FILE_VERSION,
+      tokenizer: info.tokenizer,
+      tokenizer_sha256: info.tokenizerSha256,
+      vocab_size: String(info.vocabSize),
+      eos_id: String(info.eosId),
+      eos_policy: "not stored; appended after every document when packing",
+      documents: String(documents),
+      tokens: String(tokens.length),
+    },
+  });
+}
+
+function bad(
+  path: string,
+  message: string,
+  detail: { expected?: unknown; actual?: unknown } = {},
+): FileFormatError {
+  return new FileFormatError(`Token file "${path}": ${message}`, {
+    file: path,
+    ...detail,
+    hint: "make it with harpe tokenize",
+  });
+}
+
+function metadataInt(path: string, metadata: Record<string, string>, key: string): number {
+  const value = Number(metadata[key]);
+  if (metadata[key] === undefined || !Number.isInteger(value) || value < 0) {
+    throw bad(path, `metadata "${key}" must be an integer >= 0`, { actual: metadata[key] });
+  }
+  return value;
+}
+
+/**
+ * Reads and validates a whole token file (tokens in memory).
+ *
+ * @example
+ * ```ts
+ * const { tokens, docOffsets, info } = await readTokenFile("data/train.tokens");
+ * ```
+ */
+export async function readTokenFile(path: string): Promise<TokenFile> {
+  const file = await SafetensorsFile.open(path);
+  try {
+    const meta = file.metadata;
+    if (meta.format !== TOKEN_FILE_FORMAT) {
+      throw bad(path, `it is not a token file (metadata format is ${JSON.stringify(meta.format)})`, {
+        expected: TOKEN_FILE_FORMAT,
+        actual: meta.format,
+      });
+    }
+    const vocabSize = metadataInt(path, meta, "vocab_size");
+    const eosId = metadataInt(path, meta, "eos_id");
+    const tokensInfo = file.info("tokens");
+    const offsetsInfo = file.info("doc_offsets");
+    if (!["U16", "U32"].includes(tokensInfo.dtype) || tokensInfo.shape.length !== 1) {
+      throw bad(path, `"tokens" must be a 1-D U16 or U32 tensor`, {
+        actual: `${tokensInfo.dtype} ${tokensInfo.shape}`,
+      });
+    }
+    if (
+      !["I64", "U64"].includes(offsetsInfo.dtype) || offsetsInfo.shape.length !== 1 ||
+      offsetsInfo.shape[0] < 1
+    ) {
+      throw bad(path, `"doc_offsets" must be a non-empty 1-D I64 or U64 tensor`, {
+        actual: `${offsetsInfo.dtype} ${offsetsInfo.shape}`,
+      });
+    }
+    const tokens = await file.readTyped("tokens") as Uint16Array | Uint32Array;
+    const raw = await file.readBytes("doc_offsets");
+    const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+    const docOffsets = new Float64Array(offsetsInfo.shape[0]);
+    for (let i = 0; i < docOffsets.length; i++) docOffsets[i] = Number(view.getBigUint64(i * 8, true));
+    for (let i = 0; i < docOffsets.length; i++) {
+      const previous = i === 0 ? 0 : docOffsets[i - 1];
+      if (docOffsets[i] < previous || (i === 0 && docOffsets[0] !== 0)) {
+        throw bad(
+          path,
+          `doc_offsets[${i}] = ${docOffsets[i]} breaks the order (must start at 0 and never decrease)`,
+        );
+      }
+    }
+    if (docOffsets[docOffsets.length - 1] !== tokens.length) {
+      throw bad(
+        path,
+        `doc_offsets ends at ${docOffsets[docOffsets.length - 1]} but there are ${tokens.length} tokens`,
+      );
+    }
+    let maxId = eosId;
+    for (let i = 0; i < tokens.length; i++) if (tokens[i] > maxId) maxId = tokens[i];
+    if (maxId >= vocabSize) {
+      throw bad(path, `token id ${maxId} is outside the vocabulary of ${vocabSize}`, {
+        expected: `< ${vocabSize}`,
+        actual: maxId,
+      });
+    }
+    return {
+      tokens,
+      docOffsets,
+      info: {
+        tokenizer: meta.tokenizer ?? "",
+        tokenizerSha256: meta.tokenizer_sha256 ?? "",
+        vocabSize,
+        eosId,
+        documents: docOffsets.length - 1,
+        tokens: tokens.length,
+      },
+    };
+  } finally {
+    file.close();
+  }
+}
