@@ -125,7 +125,7 @@ export class SafetensorsFile {
    * const firstRow = await file.readBytes("lm_head.weight", { start: 0, end: 4096 * 2 });
    * ```
    */
-  readBytes(name: string, range?: { start: number; end: number }): Promise<Uint8Array> {
+  async readBytes(name: string, range?: { start: number; end: number }): Promise<Uint8Array> {
     const info = this.info(name);
     const start = range?.start ?? 0;
     const end = range?.end ?? info.byteLength;
@@ -143,7 +143,8 @@ export class SafetensorsFile {
     const into = new Uint8Array(end - start);
     const read = this.#queue.then(() => readExactly(this.file, info.offset + start, into, this.path));
     this.#queue = read.catch(() => {});
-    return read.then(() => into);
+    await read;
+    return into;
   }
 
   /** The tensor decoded to f32 (any float or integer dtype). */
