@@ -181,7 +181,7 @@ Deno.test("readBytes returns byte ranges within a tensor and refuses ranges outs
     assertEquals(parts.map((p) => p[0]), [0, 8, 16, 24, 32, 40, 48, 56]);
     await assertRejects(() => file.readBytes("x", { start: 60, end: 65 }), ShapeError, "65");
     await assertRejects(() => file.readBytes("x", { start: -1, end: 2 }), ShapeError);
-    const missing = await assertRejects(async () => file.info("nope"), FileFormatError, '"nope"');
+    const missing = await assertRejects(() => file.info("nope"), FileFormatError, '"nope"');
     assertEquals(missing.detail.file, `${dir}/r.safetensors`);
     file.close();
   });
