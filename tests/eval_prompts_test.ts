@@ -9,7 +9,7 @@ import { formatLength, parseLengths } from "../lib/eval/lengths.ts";
 import { cellSeed, gridCells, parseDepths } from "../lib/eval/grid.ts";
 import { byteCodec } from "../lib/eval/codec.ts";
 import { drawNeedles, randomUuid } from "../lib/eval/needles.ts";
-import { NOISE_UNIT, noiseHaystack, splitSentences } from "../lib/eval/haystack.ts";
+import { NOISE_UNIT, splitSentences } from "../lib/eval/haystack.ts";
 import { assemblePrompt, buildPrompt } from "../lib/eval/prompt.ts";
 import { PASSKEY_SUFFIX, passkeyCase } from "../lib/eval/passkey.ts";
 import { NIAH_SPECS, NIAH_TASKS, niahCase } from "../lib/eval/niah.ts";
