@@ -1,0 +1,3 @@
+// Downstream use of HARPE checkpoints: Hugging Face transformers remote code.
+
+export * from "./remote_code.ts";
