@@ -4,6 +4,8 @@ import { Command, CommanderError } from "commander";
 import { EXIT_BAD_INPUT, EXIT_OK } from "./run_action.ts";
 import { VERSION } from "../lib/version.ts";
 import { tokenizeCommand } from "./tokenize.ts";
+import { inspectCommand } from "./inspect.ts";
+import { exportCommand } from "./export.ts";
 
 /** Builds the harpe program with every subcommand registered. */
 export function buildProgram(): Command {
@@ -13,6 +15,8 @@ export function buildProgram(): Command {
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
   program.addCommand(tokenizeCommand());
+  program.addCommand(inspectCommand());
+  program.addCommand(exportCommand());
   return program;
 }
 

@@ -1,0 +1,152 @@
+// Exports a checkpoint the Hugging Face way: re-sharded, optionally cast to another dtype, config dtype
+// updated, tokenizer and generation files copied, written atomically and optionally verified.
+
+import { UnsupportedError } from "../errors.ts";
+import { writeDirectoryAtomically } from "../util/atomic.ts";
+import { Progress } from "../util/progress.ts";
+import { castBytes, CONFIG_DTYPE_NAMES, type WeightDType } from "./cast.ts";
+import { Checkpoint } from "./checkpoint.ts";
+import { type SourceTensor, writeCheckpointFiles, type WriteSummary } from "./writer.ts";
+
+/** Options for {@link exportCheckpoint}. */
+export interface ExportOptions {
+  /** Cast every tensor to this dtype (default: keep each tensor's stored dtype). */
+  dtype?: WeightDType;
+  /** Largest shard in bytes (default 5 GB). */
+  shardSize?: number;
+  /** Re-read every written tensor and compare it with the (cast) source before the output appears. */
+  verify?: boolean;
+  /** Replace an existing output directory. */
+  overwrite?: boolean;
+  /** Progress bars on stderr: false = never; otherwise when stderr is a terminal. */
+  progress?: boolean;
+}
+
+/** What an export wrote. */
+export interface ExportSummary extends WriteSummary {
+  source: string;
+  output: string;
+  tensors: number;
+  /** The dtypes written (one entry unless the source mixes dtypes and no dtype was asked for). */
+  dtypes: string[];
+  verified: boolean;
+}
+
+/** The config with its dtype field(s) set to `dtype`, in whichever form(s) the source has (v4 if none). */
+export function configWithDType(raw: Record<string, unknown>, dtype: WeightDType): Record<string, unknown> {
+  const name = CONFIG_DTYPE_NAMES[dtype];
+  const config = { ...raw };
+  const v5 = "dtype" in config;
+  const v4 = "torch_dtype" in config;
+  if (v5) config.dtype = name;
+  if (v4 || !v5) config.torch_dtype = name;
+  return config;
+}
+
+/** Index of the first differing byte of two equally long arrays, or -1; compares 4 bytes at a time. */
+function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  const words = a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0 ? Math.floor(a.byteLength / 4) : 0;
+  const wa = new Uint32Array(a.buffer, a.byteOffset, words);
+  const wb = new Uint32Array(b.buffer, b.byteOffset, words);
+  let i = 0;
+  while (i < words && wa[i] === wb[i]) i++;
+  for (let byte = i * 4; byte < a.byteLength; byte++) if (a[byte] !== b[byte]) return byte;
+  return -1;
+}
+
+/** Re-reads every tensor of the written checkpoint in `dir` and compares it with the expected bytes. */
+async function verifyOutput(dir: string, source: SourceTensor[], options: ExportOptions): Promise<void> {
+  const output = await Checkpoint.open(dir);
+  try {
+    const total = source.reduce((sum, t) => sum + output.info(t.name).byteLength, 0);
+    const progress = new Progress("verifying", total, {
+      bytes: true,
+      ...(options.progress === false ? { enabled: false } : {}),
+    });
+    for (const tensor of source) {
+      const info = output.info(tensor.name);
+      const expected = await tensor.read();
+      const actual = await output.readBytes(tensor.name);
+      const at = info.dtype === tensor.dtype && actual.byteLength === expected.byteLength
+        ? firstDifference(actual, expected)
+        : 0;
+      if (at >= 0) {
+        throw new Error(
+          `verification failed: tensor "${tensor.name}" differs from the source at byte ${at} ` +
+            `(written ${info.dtype} [${info.shape.join(", ")}], expected ${tensor.dtype})`,
+        );
+      }
+      progress.advance(actual.byteLength);
+    }
+    progress.finish();
+  } finally {
+    output.close();
+  }
+}
+
+async function realPath(path: string): Promise<string | undefined> {
+  try {
+    return await Deno.realPath(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Exports the checkpoint in `src` to the directory `dst`: tensors cast to `options.dtype` (if given) and
+ * re-sharded by `options.shardSize`, config.json copied with its dtype updated, auxiliary files copied.
+ * Streams tensor by tensor; `dst` appears only when complete (and verified, with `verify`).
+ *
+ * @example
+ * ```ts
+ * await exportCheckpoint("./run/latest", "./model-128k", { dtype: "BF16", shardSize: 5e9, verify: true });
+ * ```
+ */
+export async function exportCheckpoint(
+  src: string,
+  dst: string,
+  options: ExportOptions = {},
+): Promise<ExportSummary> {
+  const checkpoint = await Checkpoint.open(src);
+  try {
+    const from = await realPath(checkpoint.dir);
+    if (from !== undefined && from === await realPath(dst)) {
+      throw new UnsupportedError(`Cannot export "${src}" onto itself`, {
+        file: dst,
+        hint: "choose another output directory",
+      });
+    }
+    const cast = options.dtype;
+    const tensors: SourceTensor[] = [...checkpoint.tensors.values()].map((info) => ({
+      name: info.name,
+      dtype: cast ?? info.dtype,
+      shape: info.shape,
+      read: cast
+        ? async () => castBytes(await checkpoint.readBytes(info.name), info.dtype, cast)
+        : () => checkpoint.readBytes(info.name),
+    }));
+    const config = options.dtype
+      ? configWithDType(checkpoint.config.raw, options.dtype)
+      : checkpoint.config.raw;
+    const summary = await writeDirectoryAtomically(dst, async (temporary) => {
+      const written = await writeCheckpointFiles(temporary, { config, tensors }, {
+        shardSize: options.shardSize,
+        copyFilesFrom: checkpoint.dir,
+        progress: options.progress,
+      });
+      if (options.verify) await verifyOutput(temporary, tensors, options);
+      return written;
+    }, { overwrite: options.overwrite });
+    return {
+      ...summary,
+      source: checkpoint.dir,
+      output: dst,
+      tensors: tensors.length,
+      dtypes: [...new Set(tensors.map((t) => t.dtype))],
+      verified: options.verify === true,
+    };
+  } finally {
+    checkpoint.close();
+  }
+}
