@@ -1,0 +1,142 @@
+// The buffers one forward/backward pass needs for a batch of B rows of T tokens (N = B*T): what each
+// layer saves for its backward, and the gradient scratch shared by all layers.
+
+import type { ModelConfig } from "../checkpoint/model_config.ts";
+import type { Engine, Tensor } from "../engine/engine.ts";
+
+/** What the forward of one layer saves. */
+export interface LayerActivations {
+  input: Tensor; // [N, C] residual stream entering the layer
+  ln1: Tensor; // [N, C]
+  rstd1: Tensor; // [N]
+  q: Tensor; // [N, H, D] projected (and biased) queries; rotated in place unless q/k norm
+  k: Tensor; // [N, K, D]
+  v: Tensor; // [B, T, K, D]
+  qNormed?: Tensor; // [N, H, D] (q/k norm) rotated in place
+  qRstd?: Tensor; // [N*H]
+  kNormed?: Tensor; // [N, K, D]
+  kRstd?: Tensor; // [N*K]
+  qRot: Tensor; // [B, T, H, D] rotated queries (a view of q or qNormed)
+  kRot: Tensor; // [B, T, Hk, D] rotated keys (Hk = H at `query` granularity, else a view of k or kNormed)
+  att: Tensor; // [B, T, H, D]
+  lse: Tensor; // [B, H, T]
+  mid: Tensor; // [N, C] residual after attention
+  ln2: Tensor; // [N, C]
+  rstd2: Tensor; // [N]
+  gate: Tensor; // [N, F]
+  up: Tensor; // [N, F]
+  act: Tensor; // [N, F]
+}
+
+/** Gradient scratch, reused by every layer in the backward pass. */
+export interface GradScratch {
+  dres: Tensor; // [N, C] gradient of the residual stream
+  dmid: Tensor; // [N, C]
+  dln: Tensor; // [N, C]
+  datt: Tensor; // [N, H*D]
+  dq: Tensor; // [N, H, D]
+  dkRot: Tensor; // [N, Hk, D]
+  dk: Tensor; // [N, K, D] (dkRot itself when Hk == K: rotated back in place)
+  dv: Tensor; // [N, K, D]
+  dqPre?: Tensor; // [N, H, D] (q/k norm)
+  dkPre?: Tensor; // [N, K, D]
+  dact: Tensor; // [N, F]
+  dgate: Tensor; // [N, F]
+  dup: Tensor; // [N, F]
+}
+
+/** All buffers of one batch shape. */
+export interface Activations {
+  batch: number; // B
+  seq: number; // T
+  tokens: Tensor; // i32 [N]
+  positions: Tensor; // i32 [N]
+  targets: Tensor; // i32 [N]
+  layers: LayerActivations[];
+  final: Tensor; // [N, C] residual stream after the last layer
+  lnf: Tensor; // [N, C]
+  rstdf: Tensor; // [N]
+  losses: Tensor; // [N]
+  grad: GradScratch;
+  all: Tensor[]; // every allocation, for freeing
+}
+
+/** Allocates the buffers for B rows of T tokens; `keyHeads` is Hk, the number of rotated key heads. */
+export function allocateActivations(
+  engine: Engine,
+  config: ModelConfig,
+  shape: { batch: number; seq: number; keyHeads: number },
+): Activations {
+  const { hiddenSize: C, intermediateSize: F, numHeads: H, numKvHeads: K, headDim: D } = config;
+  const { batch: B, seq: T, keyHeads: Hk } = shape;
+  const N = B * T;
+  const all: Tensor[] = [];
+  const alloc = (dims: number[], dtype: "f32" | "i32" = "f32") => {
+    const t = engine.alloc(dims, dtype);
+    all.push(t);
+    return t;
+  };
+  const as4 = (t: Tensor, heads: number) => engine.view(t, [B, T, heads, D]);
+  const layers: LayerActivations[] = [];
+  let input = alloc([N, C]);
+  for (let l = 0; l < config.numLayers; l++) {
+    const q = alloc([N, H, D]), k = alloc([N, K, D]);
+    const qNormed = config.qkNorm ? alloc([N, H, D]) : undefined;
+    const kNormed = config.qkNorm ? alloc([N, K, D]) : undefined;
+    const kSource = kNormed ?? k;
+    const mid = alloc([N, C]);
+    layers.push({
+      input,
+      ln1: alloc([N, C]),
+      rstd1: alloc([N]),
+      q,
+      k,
+      v: alloc([B, T, K, D]),
+      qNormed,
+      qRstd: config.qkNorm ? alloc([N * H]) : undefined,
+      kNormed,
+      kRstd: config.qkNorm ? alloc([N * K]) : undefined,
+      qRot: as4(qNormed ?? q, H),
+      kRot: Hk === K ? as4(kSource, K) : alloc([B, T, Hk, D]),
+      att: alloc([B, T, H, D]),
+      lse: alloc([B, H, T]),
+      mid,
+      ln2: alloc([N, C]),
+      rstd2: alloc([N]),
+      gate: alloc([N, F]),
+      up: alloc([N, F]),
+      act: alloc([N, F]),
+    });
+    input = alloc([N, C]);
+  }
+  const dkRot = alloc([N, Hk, D]);
+  const grad: GradScratch = {
+    dres: alloc([N, C]),
+    dmid: alloc([N, C]),
+    dln: alloc([N, C]),
+    datt: alloc([N, H * D]),
+    dq: alloc([N, H, D]),
+    dkRot,
+    dk: Hk === K ? dkRot : alloc([N, K, D]),
+    dv: alloc([N, K, D]),
+    dqPre: config.qkNorm ? alloc([N, H, D]) : undefined,
+    dkPre: config.qkNorm ? alloc([N, K, D]) : undefined,
+    dact: alloc([N, F]),
+    dgate: alloc([N, F]),
+    dup: alloc([N, F]),
+  };
+  return {
+    batch: B,
+    seq: T,
+    tokens: alloc([N], "i32"),
+    positions: alloc([N], "i32"),
+    targets: alloc([N], "i32"),
+    layers,
+    final: input,
+    lnf: alloc([N, C]),
+    rstdf: alloc([N]),
+    losses: alloc([N]),
+    grad,
+    all,
+  };
+}

@@ -1,0 +1,36 @@
+// The per-head inverse-frequency tables the engine's RoPE op reads, from the config's head bases
+// (HARPE or plain): queries [H, R/2] and keys [Hk, R/2] (Hk = K, or H at `query` granularity).
+
+import { headBases, type ModelConfig } from "../checkpoint/model_config.ts";
+import type { Engine } from "../engine/engine.ts";
+import type { RopeTables } from "./decoder.ts";
+
+/** inv_freq[h][i] = bases[h] ** (-2i / R) for i < R/2, computed in f64 and rounded to f32. */
+export function inverseFrequencies(bases: readonly number[], rotaryDim: number): Float32Array {
+  const half = rotaryDim / 2;
+  const table = new Float32Array(bases.length * half);
+  bases.forEach((base, h) => {
+    for (let i = 0; i < half; i++) table[h * half + i] = Math.pow(base, (-2 * i) / rotaryDim);
+  });
+  return table;
+}
+
+/**
+ * Uploads the query and key tables of `config` to the engine.
+ *
+ * @example
+ * ```ts
+ * const tables = ropeTables(engine, config); // tables.key.shape = [K, R/2] at `kv` granularity
+ * ```
+ */
+export function ropeTables(engine: Engine, config: ModelConfig): RopeTables {
+  const bases = headBases(config);
+  const R = config.rope.rotaryDim;
+  const upload = (b: number[]) => {
+    const t = engine.alloc([b.length, R / 2]);
+    engine.upload(t, inverseFrequencies(b, R));
+    return t;
+  };
+  const query = upload(bases.query);
+  return { query, key: bases.key ? upload(bases.key) : query };
+}
