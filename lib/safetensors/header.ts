@@ -337,7 +337,8 @@ export function parseHeader(bytes: Uint8Array, options: { file: string; dataLeng
   }
   if (expectedStart !== dataLength) {
     const last = entries[entries.length - 1]?.name;
-    fail(file, `tensor data ends at byte ${expectedStart} but the file holds ${dataLength} bytes of data`, {
+    const where = last === undefined ? "tensor data" : `tensor "${last}", the last in the file,`;
+    fail(file, `${where} ends at byte ${expectedStart} but the file holds ${dataLength} bytes of data`, {
       ...(last === undefined ? {} : { tensor: last }),
       expected: dataLength,
       actual: expectedStart,
