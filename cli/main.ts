@@ -4,8 +4,10 @@ import { Command, CommanderError } from "commander";
 import { EXIT_BAD_INPUT, EXIT_OK } from "./run_action.ts";
 import { VERSION } from "../lib/version.ts";
 import { tokenizeCommand } from "./tokenize.ts";
+import { trainCommand } from "./train.ts";
 import { inspectCommand } from "./inspect.ts";
 import { exportCommand } from "./export.ts";
+import { verifyReferenceCommand } from "./verify_reference.ts";
 
 /** Builds the harpe program with every subcommand registered. */
 export function buildProgram(): Command {
@@ -15,8 +17,10 @@ export function buildProgram(): Command {
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
   program.addCommand(tokenizeCommand());
+  program.addCommand(trainCommand());
   program.addCommand(inspectCommand());
   program.addCommand(exportCommand());
+  program.addCommand(verifyReferenceCommand());
   return program;
 }
 
