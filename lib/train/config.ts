@@ -125,14 +125,15 @@ function setPath(target: Record<string, unknown>, dotted: string, value: unknown
     if (typeof node[key] !== "object" || node[key] === null) node[key] = {};
     node = node[key] as Record<string, unknown>;
   }
-  node[keys[keys.length - 1]] = value;
+  if (value === null) delete node[keys[keys.length - 1]];
+  else node[keys[keys.length - 1]] = value;
 }
 
 const PATH_FIELDS = ["model", "plan", "data", "out"] as const;
 
 /**
- * Reads train.yaml, applies `overrides` (dotted field paths, e.g. `{"optimizer.lr": 1e-4}`; paths in
- * overrides are relative to the working directory), validates, and resolves the file's relative paths
+ * Reads train.yaml, applies `overrides` (dotted field paths, e.g. `{"optimizer.lr": 1e-4}`; undefined
+ * leaves a field, null removes it; paths in overrides are relative to the working directory), validates, and resolves the file's relative paths
  * against the file's folder.
  *
  * @example

@@ -1,0 +1,147 @@
+// The training loop: gradient accumulation over micro-batches, the non-finite guard, global-norm
+// clipping, AdamW with the LR schedule, log.jsonl, the progress line, and checkpoints every N steps.
+
+import type { Engine, Tensor } from "../engine/engine.ts";
+import type { ParameterLayout } from "../model/layout.ts";
+import type { PackedLoader } from "../data/loader.ts";
+import { Progress } from "../util/progress.ts";
+import type { TrainConfig } from "./config.ts";
+import type { LogRecord, TrainLog } from "./log.ts";
+import type { AdamW } from "./optimizer.ts";
+import { saveRunCheckpoint, type TrainerState } from "./run_checkpoint.ts";
+import { learningRate } from "./schedule.ts";
+
+/** What the loop needs of a model (lib/model's Model satisfies it). */
+export interface TrainableModel {
+  readonly engine: Engine;
+  readonly layout: ParameterLayout;
+  readonly params: Tensor; // [P] f32
+  readonly grads: Tensor; // [P] f32
+  readonly config: { raw: Record<string, unknown> };
+  zeroGrads(): void;
+  /** Mean loss of the batch; adds gradScale * its gradient to `grads`. */
+  forwardBackward(
+    inputs: Int32Array,
+    targets: Int32Array,
+    options: { batch: number; gradScale: number },
+  ): Promise<number>;
+}
+
+/** Raised when too many steps in a row had a non-finite loss or gradient norm. */
+export class TrainingDivergedError extends Error {
+  override name = "TrainingDivergedError";
+  constructor(message: string, readonly step: number) {
+    super(message);
+  }
+}
+
+/** Everything the loop works with besides the model and the data. */
+export interface LoopContext {
+  config: TrainConfig;
+  runDir: string;
+  /** The state to continue from (step 0 for a new run). */
+  state: TrainerState;
+  optimizer: AdamW;
+  log: TrainLog;
+  /** Folder whose tokenizer and generation files are copied into each checkpoint. */
+  copyFilesFrom?: string;
+  /** Draw the progress line (default: when stderr is a terminal). */
+  progress?: boolean;
+  /** Called with each log record (after it is written). */
+  onStep?: (record: LogRecord) => void;
+}
+
+/**
+ * Trains from `ctx.state.step + 1` through `config.steps`, checkpointing every `checkpoint.every`
+ * steps and at the end. Returns the final state.
+ *
+ * @example
+ * ```ts
+ * const state = await runTraining(model, loader, { config, runDir, state, optimizer, log });
+ * ```
+ */
+export async function runTraining(
+  model: TrainableModel,
+  loader: PackedLoader,
+  ctx: LoopContext,
+): Promise<TrainerState> {
+  const { config } = ctx;
+  const state: TrainerState = { ...ctx.state };
+  const accum = config.grad_accum;
+  const tokensPerStep = config.batch * config.seq_len * accum;
+  const schedule = {
+    lr: config.optimizer.lr,
+    warmup: config.schedule.warmup,
+    kind: config.schedule.kind,
+    minLr: config.schedule.min_lr,
+    totalSteps: config.steps,
+  };
+  const progress = new Progress("train", config.steps, { unit: "steps", enabled: ctx.progress });
+  progress.set(state.step);
+  while (state.step < config.steps) {
+    const step = state.step + 1;
+    const started = performance.now();
+    model.zeroGrads();
+    let lossSum = 0;
+    for (let micro = 0; micro < accum; micro++) {
+      const { inputs, targets } = loader.next();
+      lossSum += await model.forwardBackward(inputs, targets, { batch: config.batch, gradScale: 1 / accum });
+    }
+    const loss = lossSum / accum;
+    const gradNorm = await ctx.optimizer.gradNorm();
+    const lr = learningRate(step, schedule);
+    const finite = Number.isFinite(loss) && Number.isFinite(gradNorm);
+    if (finite) {
+      const clip = config.grad_clip > 0 && gradNorm > config.grad_clip ? config.grad_clip / gradNorm : 1;
+      state.updates++;
+      ctx.optimizer.step({ lr, step: state.updates, gradScale: clip });
+      state.badStepsInRow = 0;
+    } else {
+      state.skipped++;
+      state.badStepsInRow++;
+    }
+    await model.engine.sync();
+    const seconds = (performance.now() - started) / 1000;
+    state.step = step;
+    state.tokens += tokensPerStep;
+    state.loader = loader.cursor();
+    const record: LogRecord = {
+      step,
+      loss: Number.isFinite(loss) ? loss : null,
+      lr,
+      grad_norm: Number.isFinite(gradNorm) ? gradNorm : null,
+      tokens: tokensPerStep,
+      tokens_per_s: Math.round(tokensPerStep / Math.max(seconds, 1e-9)),
+      rss_bytes: Deno.memoryUsage().rss,
+      skipped: !finite,
+      skipped_total: state.skipped,
+    };
+    await ctx.log.append(record);
+    ctx.onStep?.(record);
+    progress.set(step, `loss ${finite ? loss.toFixed(4) : "non-finite"} ${record.tokens_per_s} tok/s`);
+    if (state.badStepsInRow >= config.max_bad_steps_in_row) {
+      progress.finish();
+      throw new TrainingDivergedError(
+        `stopped at step ${step}: ${state.badStepsInRow} steps in a row had a non-finite loss or gradient ` +
+          `norm (max_bad_steps_in_row is ${config.max_bad_steps_in_row}); lower optimizer.lr or check the data, ` +
+          `then resume from the last checkpoint`,
+        step,
+      );
+    }
+    if (step % config.checkpoint.every === 0 || step === config.steps) {
+      await saveRunCheckpoint(ctx.runDir, {
+        model: {
+          engine: model.engine,
+          layout: model.layout,
+          params: model.params,
+          rawConfig: model.config.raw,
+        },
+        optimizer: await ctx.optimizer.state(),
+        state,
+        copyFilesFrom: ctx.copyFilesFrom,
+      });
+    }
+  }
+  progress.finish();
+  return state;
+}

@@ -1,0 +1,180 @@
+// `harpe train` as a library function: sets up (or resumes) a run directory from a validated
+// train.yaml, loads the model and the token file, and runs the training loop on the chosen device.
+
+import { stringify as toYaml } from "yaml";
+import { Checkpoint } from "../checkpoint/checkpoint.ts";
+import { PackedLoader } from "../data/loader.ts";
+import { readTokenFile } from "../data/token_file.ts";
+import type { Engine } from "../engine/engine.ts";
+import { CpuEngine } from "../engine/cpu/mod.ts";
+import { ConfigError, PathError, ShapeError, UnsupportedError } from "../errors.ts";
+import { Model } from "../model/model.ts";
+import { writeTextFileAtomically } from "../util/atomic.ts";
+import type { TrainConfig } from "./config.ts";
+import { type LogRecord, TrainLog } from "./log.ts";
+import { runTraining } from "./loop.ts";
+import { AdamW } from "./optimizer.ts";
+import { findLatestCheckpoint, loadRunState, type TrainerState } from "./run_checkpoint.ts";
+
+/** Settings that must not change when a run is resumed (they decide the data order and batches). */
+const RESUME_INVARIANTS = ["data", "seq_len", "batch", "grad_accum", "seed"] as const;
+
+/** Options for {@link train}. */
+export interface TrainOptions {
+  /** Continue from the newest complete checkpoint in `config.out` (start fresh if there is none). */
+  resume?: boolean;
+  /** Draw the progress line (default: when stderr is a terminal). */
+  progress?: boolean;
+  /** Called with each log record. */
+  onStep?: (record: LogRecord) => void;
+}
+
+/** What a training run did. */
+export interface TrainSummary {
+  runDir: string;
+  /** The step the run started from (0, or the resumed checkpoint's step). */
+  startStep: number;
+  steps: number;
+  skipped: number;
+  tokens: number;
+  /** The newest checkpoint (HF layout, f32). */
+  checkpoint: string;
+}
+
+function createEngine(device: TrainConfig["device"]): Engine {
+  if (device === "cpu") return new CpuEngine();
+  throw new UnsupportedError(`device "${device}" is not available in this build`, {
+    field: "device",
+    hint: "use device: cpu",
+  });
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/**
+ * Loads a HF-layout checkpoint directory into a model on `engine` (weights decoded to f32).
+ *
+ * @example
+ * ```ts
+ * const model = await loadModel(new CpuEngine(), "fixtures/tiny");
+ * ```
+ */
+export async function loadModel(engine: Engine, dir: string): Promise<Model> {
+  const checkpoint = await Checkpoint.open(dir);
+  try {
+    const weights = new Map<string, Float32Array>();
+    for (const name of checkpoint.tensors.keys()) weights.set(name, await checkpoint.readF32(name));
+    return Model.create(engine, checkpoint.config, { weights });
+  } finally {
+    checkpoint.close();
+  }
+}
+
+function checkResumable(saved: Record<string, unknown>, config: TrainConfig): void {
+  for (const key of RESUME_INVARIANTS) {
+    if (saved[key] !== config[key]) {
+      throw new ConfigError(
+        `Cannot resume: ${key} is ${JSON.stringify(config[key])}, the run started with ${
+          JSON.stringify(saved[key])
+        }`,
+        { field: key, expected: saved[key], actual: config[key], hint: `set ${key} back or start a new run` },
+      );
+    }
+  }
+}
+
+/**
+ * Trains the model of `config` and writes the run directory `config.out`: train.yaml (resolved),
+ * log.jsonl, checkpoints/step-N/, latest.
+ *
+ * @example
+ * ```ts
+ * const summary = await train(await loadTrainConfig("train.yaml"), { resume: true });
+ * ```
+ */
+export async function train(config: TrainConfig, options: TrainOptions = {}): Promise<TrainSummary> {
+  const runDir = config.out;
+  if (config.plan !== undefined) {
+    throw new UnsupportedError("train.yaml: plan is not supported yet", {
+      field: "plan",
+      hint: "convert the model first with harpe convert and set model to the converted directory",
+    });
+  }
+  const engine = createEngine(config.device);
+  const resumeFrom = options.resume ? await findLatestCheckpoint(runDir) : null;
+  if (!options.resume && await exists(`${runDir}/train.yaml`)) {
+    throw new PathError(`Run directory "${runDir}" already holds a run`, {
+      file: runDir,
+      hint: "pass --resume to continue it, or choose another out",
+    });
+  }
+  const data = await readTokenFile(config.data);
+  const model = await loadModel(engine, resumeFrom ?? config.model);
+  if (data.info.vocabSize > model.config.vocabSize) {
+    throw new ShapeError(
+      `Token file "${config.data}" has a vocabulary of ${data.info.vocabSize}, the model only ${model.config.vocabSize}`,
+      {
+        file: config.data,
+        expected: `<= ${model.config.vocabSize}`,
+        actual: data.info.vocabSize,
+        hint: "tokenize with the model's tokenizer",
+      },
+    );
+  }
+  const optimizer = new AdamW(engine, model.layout, { params: model.params, grads: model.grads }, {
+    beta1: config.optimizer.betas[0],
+    beta2: config.optimizer.betas[1],
+    eps: config.optimizer.eps,
+    weightDecay: config.optimizer.weight_decay,
+  });
+  let state: TrainerState | undefined;
+  if (resumeFrom) {
+    const saved = await loadRunState(resumeFrom, model.layout);
+    checkResumable(saved.state.config as Record<string, unknown>, config);
+    optimizer.load(saved.optimizer);
+    state = { ...saved.state, config };
+  }
+  const loaderOptions = {
+    seqLen: config.seq_len,
+    batch: config.batch,
+    seed: config.seed,
+    eosId: data.info.eosId,
+  };
+  const loader = new PackedLoader(data, loaderOptions, state?.loader);
+  const start: TrainerState = state ??
+    { step: 0, updates: 0, tokens: 0, skipped: 0, badStepsInRow: 0, loader: loader.cursor(), config };
+  await Deno.mkdir(runDir, { recursive: true });
+  await writeTextFileAtomically(`${runDir}/train.yaml`, toYaml(config));
+  const log = await TrainLog.open(`${runDir}/log.jsonl`, { keepThroughStep: start.step });
+  try {
+    const final = await runTraining(model, loader, {
+      config,
+      runDir,
+      state: start,
+      optimizer,
+      log,
+      copyFilesFrom: config.model,
+      progress: options.progress,
+      onStep: options.onStep,
+    });
+    return {
+      runDir,
+      startStep: start.step,
+      steps: final.step,
+      skipped: final.skipped,
+      tokens: final.tokens,
+      checkpoint: `${runDir}/checkpoints/step-${final.step}`,
+    };
+  } finally {
+    model.dispose();
+    engine.dispose();
+  }
+}
