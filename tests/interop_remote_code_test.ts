@@ -4,7 +4,7 @@
 
 import { assert, assertAlmostEquals, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
 import { withTempDir } from "./harness.ts";
-import { parseConfig } from "../lib/checkpoint/config.ts";
+import { parseConfig, readConfig } from "../lib/checkpoint/config.ts";
 import type { ModelConfig } from "../lib/checkpoint/model_config.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { inverseFrequencies } from "../lib/harpe/rope.ts";
@@ -211,13 +211,16 @@ Deno.test("addRemoteCode: writes the module and rewrites config.json in a checkp
   const raw = harpeRaw("mistral", "query");
   await withTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(raw));
-    await addRemoteCode(dir, parseConfig(raw));
+    await addRemoteCode(dir);
     const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
     assertEquals(names, ["config.json", REMOTE_CODE_FILE]);
     const written = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
     assertEquals(written.model_type, "harpe_mistral");
     assertEquals(written.auto_map.AutoModelForCausalLM, "modeling_harpe.HarpeForCausalLM");
     assertEquals(written.rope_parameters.granularity, "query");
+    const reread = await readConfig(dir);
+    assertEquals(reread.architecture, "mistral", "harpe reads its own export (model_type harpe_mistral)");
+    assertEquals(reread.rope.harpe, parseConfig(raw).rope.harpe);
     const module = await Deno.readTextFile(`${dir}/${REMOTE_CODE_FILE}`);
     assertEquals(
       module,

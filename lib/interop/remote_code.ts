@@ -3,6 +3,7 @@
 // AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True) runs it with its per-head bases.
 
 import { ConfigError } from "../errors.ts";
+import { readConfig } from "../checkpoint/config.ts";
 import type { ModelConfig } from "../checkpoint/model_config.ts";
 import { writeTextFileAtomically } from "../util/atomic.ts";
 import { VERSION } from "../version.ts";
@@ -61,18 +62,20 @@ export async function remoteCode(config: ModelConfig): Promise<RemoteCode> {
 }
 
 /**
- * Adds the remote code to a written HARPE checkpoint directory: the module first, then config.json, each
- * atomically, so an interruption leaves either the plain HARPE checkpoint or the complete export.
+ * Adds the remote code to a written HARPE checkpoint directory, from the config.json found there: the
+ * module first, then config.json, each atomically, so an interruption leaves either the plain HARPE
+ * checkpoint or the complete export.
  *
  * @example
  * ```ts
- * await addRemoteCode("./llama2-harpe-128k", await readConfig("./llama2-harpe-128k"));
+ * await addRemoteCode("./llama2-harpe-128k");
  * ```
  */
-export async function addRemoteCode(dir: string, config: ModelConfig): Promise<void> {
-  const code = await remoteCode(config);
+export async function addRemoteCode(dir: string): Promise<RemoteCode> {
+  const code = await remoteCode(await readConfig(dir));
   for (const file of code.files) await writeTextFileAtomically(`${dir}/${file.name}`, file.text);
   await writeTextFileAtomically(`${dir}/config.json`, JSON.stringify(code.config, null, 2) + "\n");
+  return code;
 }
 
 /** Replaces every `{{name}}` in `template`; a placeholder without a value is a programming error. */
