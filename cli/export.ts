@@ -1,9 +1,10 @@
-// `harpe export SRC -o DST [--dtype f32|bf16|f16] [--shard-size 5GB] [--verify] [--force]`: a
-// Hugging Face checkpoint directory, re-sharded and cast, written atomically.
+// `harpe export SRC -o DST [--dtype f32|bf16|f16] [--shard-size 5GB] [--verify] [--force] [--hf-remote-code]`:
+// a Hugging Face checkpoint directory, re-sharded and cast, written atomically (+ transformers remote code).
 
 import { Command } from "commander";
-import { exportCheckpoint, parseSize, type WeightDType } from "../lib/checkpoint/mod.ts";
+import { exportCheckpoint, parseSize, readConfig, type WeightDType } from "../lib/checkpoint/mod.ts";
 import { ConfigError } from "../lib/errors.ts";
+import { addRemoteCode, remoteCode } from "../lib/interop/mod.ts";
 import { formatBytes, formatDuration } from "../lib/util/progress.ts";
 import { printJson, runAction } from "./run_action.ts";
 
@@ -20,6 +21,7 @@ interface ExportFlags {
   verify?: boolean;
   force?: boolean;
   json?: boolean;
+  hfRemoteCode?: boolean;
 }
 
 function dtypeOf(flag: string | undefined): WeightDType | undefined {
@@ -49,10 +51,15 @@ export function exportCommand(): Command {
     .option("--verify", "re-read every written tensor and compare it with the source before finishing")
     .option("--force", "replace the output directory if it exists")
     .option("--json", "print the summary as JSON")
+    .option(
+      "--hf-remote-code",
+      "add modeling_harpe.py + auto_map so transformers runs the per-head bases (trust_remote_code=True)",
+    )
     .action(runAction("export", async (src: string, flags: ExportFlags) => {
       const dtype = dtypeOf(flags.dtype);
       const shardSize = parseSize(flags.shardSize, { field: "--shard-size" });
       const started = performance.now();
+      if (flags.hfRemoteCode) await remoteCode(await readConfig(src)); // refuses non-HARPE before writing
       const summary = await exportCheckpoint(src, flags.output, {
         dtype,
         shardSize,
@@ -60,6 +67,7 @@ export function exportCommand(): Command {
         overwrite: flags.force,
         progress: flags.json ? false : undefined,
       });
+      const remote = flags.hfRemoteCode ? await addRemoteCode(flags.output) : undefined;
       const seconds = (performance.now() - started) / 1000;
       if (flags.json) {
         printJson({
@@ -72,6 +80,7 @@ export function exportCommand(): Command {
           shards: summary.shards,
           copied: summary.copied,
           verified: summary.verified,
+          remote_code: remote?.files.map((f) => f.name) ?? [],
           seconds: Number(seconds.toFixed(3)),
         });
         return;
@@ -81,8 +90,10 @@ export function exportCommand(): Command {
           summary.dtypes.join(", ")
         }) in ${summary.shards.length} ` +
           `shard${summary.shards.length === 1 ? "" : "s"}, ${formatBytes(summary.totalSize)}` +
-          `${summary.verified ? ", verified" : ""}; copied ${
-            ["config.json", ...summary.copied].join(", ")
+          `${summary.verified ? ", verified" : ""}; copied ${["config.json", ...summary.copied].join(", ")}${
+            remote
+              ? ", added " + remote.files.map((f) => f.name).join(", ") + " (transformers remote code)"
+              : ""
           } ` +
           `in ${formatDuration(seconds)}`,
       );
