@@ -297,3 +297,19 @@ Deno.test("readConfig: missing path, missing config.json, malformed JSON", async
     assertStringIncludes(error.message, `${dir}/config.json: "num_key_value_heads" (3)`);
   });
 });
+
+Deno.test("remote-code HARPE configs (model_type harpe_llama) parse; without HARPE rope they are refused", () => {
+  const remote = { model_type: "harpe_llama", rope_theta: 10000, rope_scaling: HARPE_V4 };
+  const config = parseConfig(llamaV4(remote));
+  assertEquals([config.architecture, config.architectureClass], ["llama", "LlamaForCausalLM"]);
+  assertEquals(
+    parseConfig(llamaV4({ ...remote, architectures: ["HarpeForCausalLM"] })).architecture,
+    "llama",
+  );
+  const error = assertThrows(() => parseConfig(llamaV4({ model_type: "harpe_llama" })), ConfigError);
+  assertStringIncludes(error.message, '"model_type" is "harpe_llama" but the rope type is "default"');
+  assertStringIncludes(
+    assertThrows(() => parseConfig(llamaV4({ model_type: "harpe_gpt2" })), UnsupportedError).message,
+    '"model_type" is "harpe_gpt2"',
+  );
+});

@@ -26,15 +26,24 @@ export const DEFAULT_RMS_NORM_EPS = 1e-6;
 /** HF's dtype when a config names none. */
 const DEFAULT_DTYPE: ConfigDType = "float32";
 
+/** Prefix of the model_type `harpe export --hf-remote-code` writes (lib/interop), e.g. "harpe_llama". */
+const REMOTE_CODE_MODEL_TYPE_PREFIX = "harpe_";
+
+/** The class name HARPE remote code may put in `architectures`. */
+const REMOTE_CODE_ARCHITECTURE_CLASS = "HarpeForCausalLM";
+
 function architecture(fields: ConfigFields): Architecture {
-  const type = fields.string("model_type");
+  const named = fields.string("model_type");
+  const type = named.startsWith(REMOTE_CODE_MODEL_TYPE_PREFIX)
+    ? named.slice(REMOTE_CODE_MODEL_TYPE_PREFIX.length)
+    : named;
   const supported = Object.keys(ARCHITECTURE_CLASSES);
   if (!supported.includes(type)) {
-    throw new UnsupportedError(`${fields.file}: "model_type" is "${type}", which harpe does not support`, {
+    throw new UnsupportedError(`${fields.file}: "model_type" is "${named}", which harpe does not support`, {
       file: fields.file,
       field: "model_type",
       expected: supported,
-      actual: type,
+      actual: named,
       hint: `supported: ${supported.join(", ")}`,
     });
   }
@@ -48,6 +57,7 @@ function architectureClass(fields: ConfigFields, arch: Architecture): string {
   if (!Array.isArray(classes) || classes.length === 0 || typeof classes[0] !== "string") {
     throw fields.error("architectures", `must be a list of class names, got ${JSON.stringify(classes)}`);
   }
+  if (classes[0] === REMOTE_CODE_ARCHITECTURE_CLASS) return expected;
   if (classes[0] !== expected) {
     throw new UnsupportedError(
       `${fields.file}: "architectures" names ${
@@ -182,6 +192,15 @@ export function parseConfig(raw: Record<string, unknown>, options: { file?: stri
     );
   }
   const dim = headDim(fields, arch, hiddenSize, numHeads);
+  const rope = parseRope(fields, { headDim: dim, numHeads, numKvHeads });
+  const modelType = fields.string("model_type");
+  if (modelType.startsWith(REMOTE_CODE_MODEL_TYPE_PREFIX) && !rope.harpe) {
+    throw fields.error("model_type", `is "${modelType}" but the rope type is "${rope.type}", not "harpe"`, {
+      expected: "harpe",
+      actual: rope.type,
+      hint: "a harpe_* model_type needs HARPE rope parameters",
+    });
+  }
   const config: ModelConfig = {
     architecture: arch,
     architectureClass: archClass,
@@ -197,7 +216,7 @@ export function parseConfig(raw: Record<string, unknown>, options: { file?: stri
     tieWordEmbeddings: fields.boolean("tie_word_embeddings", false),
     ...biases(fields, arch),
     qkNorm: arch === "qwen3",
-    rope: parseRope(fields, { headDim: dim, numHeads, numKvHeads }),
+    rope,
     dtype: dtype(fields),
     raw,
   };

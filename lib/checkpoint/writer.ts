@@ -16,7 +16,7 @@ export const SHARD_METADATA: Readonly<Record<string, string>> = { format: "pt" }
 /** Digits of the shard numbers in `model-00001-of-00004.safetensors`. */
 const SHARD_NUMBER_DIGITS = 5;
 
-/** Files copied alongside weights: tokenizer, generation config, chat template, HARPE plan. */
+/** Files copied alongside weights: tokenizer, generation config, chat template, HARPE plan and remote code. */
 export const AUXILIARY_FILES: readonly string[] = [
   "tokenizer.json",
   "tokenizer_config.json",
@@ -29,6 +29,7 @@ export const AUXILIARY_FILES: readonly string[] = [
   "chat_template.jinja",
   "chat_template.json",
   "harpe_plan.yaml",
+  "modeling_harpe.py",
 ];
 
 /** One tensor to write; `read` is called once, when its turn comes, so memory holds one tensor. */
