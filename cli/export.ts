@@ -4,7 +4,7 @@
 import { Command } from "commander";
 import { exportCheckpoint, parseSize, readConfig, type WeightDType } from "../lib/checkpoint/mod.ts";
 import { ConfigError } from "../lib/errors.ts";
-import { addRemoteCode, remoteCode } from "../lib/interop/mod.ts";
+import { remoteCode } from "../lib/interop/mod.ts";
 import { formatBytes, formatDuration } from "../lib/util/progress.ts";
 import { printJson, runAction } from "./run_action.ts";
 
@@ -59,15 +59,17 @@ export function exportCommand(): Command {
       const dtype = dtypeOf(flags.dtype);
       const shardSize = parseSize(flags.shardSize, { field: "--shard-size" });
       const started = performance.now();
-      if (flags.hfRemoteCode) await remoteCode(await readConfig(src)); // refuses non-HARPE before writing
+      // Refuses non-HARPE checkpoints before writing; the code goes in before the output appears.
+      const remote = flags.hfRemoteCode ? await remoteCode(await readConfig(src)) : undefined;
       const summary = await exportCheckpoint(src, flags.output, {
         dtype,
         shardSize,
+        config: remote?.config,
+        files: remote?.files,
         verify: flags.verify,
         overwrite: flags.force,
         progress: flags.json ? false : undefined,
       });
-      const remote = flags.hfRemoteCode ? await addRemoteCode(flags.output) : undefined;
       const seconds = (performance.now() - started) / 1000;
       if (flags.json) {
         printJson({

@@ -20,6 +20,10 @@ export interface ExportOptions {
   overwrite?: boolean;
   /** Progress bars on stderr: false = never; otherwise when stderr is a terminal. */
   progress?: boolean;
+  /** The config.json object to write instead of the source's (its dtype is still updated for `dtype`). */
+  config?: Record<string, unknown>;
+  /** Extra text files written into the output before it appears (e.g. transformers remote code). */
+  files?: { name: string; text: string }[];
 }
 
 /** What an export wrote. */
@@ -126,15 +130,17 @@ export async function exportCheckpoint(
         ? async () => castBytes(await checkpoint.readBytes(info.name), info.dtype, cast)
         : () => checkpoint.readBytes(info.name),
     }));
-    const config = options.dtype
-      ? configWithDType(checkpoint.config.raw, options.dtype)
-      : checkpoint.config.raw;
+    const raw = options.config ?? checkpoint.config.raw;
+    const config = options.dtype ? configWithDType(raw, options.dtype) : raw;
     const summary = await writeDirectoryAtomically(dst, async (temporary) => {
       const written = await writeCheckpointFiles(temporary, { config, tensors }, {
         shardSize: options.shardSize,
         copyFilesFrom: checkpoint.dir,
         progress: options.progress,
       });
+      for (const file of options.files ?? []) {
+        await Deno.writeTextFile(`${temporary}/${file.name}`, file.text);
+      }
       if (options.verify) await verifyOutput(temporary, tensors, options);
       return written;
     }, { overwrite: options.overwrite });
