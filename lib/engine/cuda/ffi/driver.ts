@@ -33,6 +33,7 @@ const SYMBOLS = {
   cuMemcpyDtoHAsync_v2_ptr: { name: "cuMemcpyDtoHAsync_v2", parameters: [H, P, "usize", H], result: "i32" },
   cuMemcpyDtoDAsync_v2: { parameters: [P, P, "usize", H], result: "i32" },
   cuMemsetD8Async: { parameters: [P, "u8", "usize", H], result: "i32" },
+  cuMemsetD16Async: { parameters: [P, "u16", "usize", H], result: "i32" },
   cuMemsetD32Async: { parameters: [P, "u32", "usize", H], result: "i32" },
   cuStreamCreate: { parameters: ["buffer", "u32"], result: "i32" },
   cuStreamSynchronize: { parameters: [H], result: "i32" },
@@ -249,6 +250,10 @@ export class Driver {
 
   memsetD8(dst: bigint, value: number, bytes: number, stream: bigint): void {
     this.check("cuMemsetD8Async", this.lib.cuMemsetD8Async(dst, value, BigInt(bytes), stream));
+  }
+
+  memsetD16(dst: bigint, value: number, count: number, stream: bigint): void {
+    this.check("cuMemsetD16Async", this.lib.cuMemsetD16Async(dst, value, BigInt(count), stream));
   }
 
   memsetD32(dst: bigint, value: number, count: number, stream: bigint): void {

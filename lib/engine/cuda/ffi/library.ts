@@ -58,7 +58,7 @@ export function openCudaLibrary<S extends Deno.ForeignLibraryInterface>(
   throw new CudaUnavailableError(
     `Cannot load the CUDA ${library} library (tried ${names.join(", ")} in ${
       dirs.join(", ")
-    } and the loader path)`,
+    } and the loader path; last error: ${errors.slice(-1)[0]})`,
     {
       actual: errors.slice(-1)[0],
       hint: library === "driver"

@@ -1,0 +1,70 @@
+// Argument checks of the CUDA engine's ops (the same rules as the CPU engine's): sizes, ranks and
+// dtypes, each failing with a ShapeError or UnsupportedError that names the op and the tensor.
+
+import { ShapeError, UnsupportedError } from "../../errors.ts";
+import type { Tensor, TensorDType } from "../engine.ts";
+
+/** Throws a ShapeError unless `tensor` holds exactly `size` elements. */
+export function expectSize(op: string, name: string, tensor: Tensor, size: number): void {
+  if (tensor.size !== size) {
+    throw new ShapeError(`${op}: ${name} has ${tensor.size} elements, expected ${size}`, {
+      tensor: name,
+      expected: size,
+      actual: tensor.size,
+    });
+  }
+}
+
+/** Throws a ShapeError unless `tensor` has `rank` dimensions; returns its shape. */
+export function expectRank(op: string, name: string, tensor: Tensor, rank: number): readonly number[] {
+  if (tensor.shape.length !== rank) {
+    throw new ShapeError(`${op}: ${name} must have ${rank} dimensions, got [${tensor.shape.join(", ")}]`, {
+      tensor: name,
+      expected: rank,
+      actual: tensor.shape,
+    });
+  }
+  return tensor.shape;
+}
+
+/** Throws a ShapeError with `message` when `condition` is false. */
+export function expectShape(op: string, condition: boolean, message: string): void {
+  if (!condition) throw new ShapeError(`${op}: ${message}`);
+}
+
+/** Throws unless `tensor` is f32 or bf16; returns its dtype. */
+export function floatType(op: string, name: string, tensor: Tensor): "f32" | "bf16" {
+  if (tensor.dtype === "i32") {
+    throw new UnsupportedError(`${op}: ${name} must be f32 or bf16, got i32`, {
+      tensor: name,
+      actual: "i32",
+    });
+  }
+  return tensor.dtype;
+}
+
+/** Throws unless every tensor has the same float dtype; returns it. */
+export function sameFloatType(op: string, tensors: Record<string, Tensor>): "f32" | "bf16" {
+  const entries = Object.entries(tensors);
+  const dtype = floatType(op, entries[0][0], entries[0][1]);
+  for (const [name, t] of entries) {
+    if (t.dtype !== dtype) {
+      throw new UnsupportedError(
+        `${op}: ${name} is ${t.dtype} but ${entries[0][0]} is ${dtype}; these tensors must share one dtype`,
+        { tensor: name, expected: dtype, actual: t.dtype },
+      );
+    }
+  }
+  return dtype;
+}
+
+/** Throws unless `tensor` has dtype `dtype`. */
+export function expectDType(op: string, name: string, tensor: Tensor, dtype: TensorDType): void {
+  if (tensor.dtype !== dtype) {
+    throw new UnsupportedError(`${op}: ${name} must be ${dtype}, got ${tensor.dtype}`, {
+      tensor: name,
+      expected: dtype,
+      actual: tensor.dtype,
+    });
+  }
+}

@@ -1,0 +1,235 @@
+// Per-op checks of the CUDA engine against the CPU engine, forward and backward, in f32 and in bf16
+// (bf16-rounded inputs for both; f32 accumulation), on fresh random inputs each run. GPU only.
+
+import { IGNORE_INDEX } from "../lib/engine/engine.ts";
+import { UnsupportedError } from "../lib/errors.ts";
+import { assert, assertThrows } from "./assert.ts";
+import { compareOp, cudaEngine, GPU_TEST, randint, randn } from "./cuda_compare.ts";
+
+/** Relative tolerance (max |cuda - cpu| / max |cpu|) by mode: f32 arithmetic vs bf16-rounded outputs. */
+const TOLERANCE = { f32: 1e-4, bf16: 2e-2 } as const;
+const MODES = ["f32", "bf16"] as const;
+
+function gpuTest(name: string, fn: (mode: "f32" | "bf16") => Promise<void>): void {
+  for (const mode of MODES) Deno.test({ name: `cuda ${name} (${mode})`, ...GPU_TEST, fn: () => fn(mode) });
+}
+
+gpuTest("copy, add, scale, fill", async (mode) => {
+  const n = 1000;
+  await compareOp(mode, {
+    x: { shape: [n], data: randn(n) },
+    y: { shape: [n], kind: "f32", data: randn(n), check: true },
+    a: { shape: [n], data: randn(n) },
+    b: { shape: [n], kind: "f32", data: randn(n) },
+    sum: { shape: [n], data: randn(n), check: true },
+    filled: { shape: [3, 5], data: randn(15), check: true },
+  }, (e, t) => {
+    e.copy({ out: t.y, x: t.x });
+    e.add({ out: t.sum, a: t.a, b: t.b });
+    e.scale({ x: t.sum, alpha: -0.75 });
+    e.fill({ out: t.filled, value: 1.25 });
+  }, TOLERANCE[mode]);
+});
+
+gpuTest("matmul with transposes and accumulation", async (mode) => {
+  const [m, n, p] = [37, 45, 29];
+  for (const transA of [false, true]) {
+    for (const transB of [false, true]) {
+      await compareOp(mode, {
+        a: { shape: transA ? [p, m] : [m, p], data: randn(m * p) },
+        b: { shape: transB ? [n, p] : [p, n], data: randn(p * n) },
+        out: { shape: [m, n], kind: "f32", data: randn(m * n), check: true },
+        outAct: { shape: [m, n], data: randn(m * n), check: true },
+      }, (e, t) => {
+        e.matmul({ out: t.out, a: t.a, b: t.b, transA, transB, alpha: 0.5, beta: 1 });
+        e.matmul({ out: t.outAct, a: t.a, b: t.b, transA, transB });
+      }, TOLERANCE[mode]);
+    }
+  }
+});
+
+gpuTest("bias add and bias gradient", async (mode) => {
+  const [rows, x] = [33, 70];
+  await compareOp(mode, {
+    out: { shape: [rows, x], data: randn(rows * x), check: true },
+    bias: { shape: [x], data: randn(x) },
+    dout: { shape: [rows, x], data: randn(rows * x) },
+    dbias: { shape: [x], kind: "f32", data: randn(x), check: true },
+  }, (e, t) => {
+    e.biasAdd({ out: t.out, bias: t.bias });
+    e.biasBackward({ dbias: t.dbias, dout: t.dout });
+  }, TOLERANCE[mode]);
+});
+
+gpuTest("embedding forward and backward", async (mode) => {
+  const [n, v, c] = [41, 13, 24]; // more rows than tokens: repeated ids accumulate
+  await compareOp(mode, {
+    table: { shape: [v, c], data: randn(v * c) },
+    tokens: { shape: [n], kind: "i32", data: randint(n, v) },
+    out: { shape: [n, c], data: randn(n * c), check: true },
+    dout: { shape: [n, c], data: randn(n * c) },
+    dtable: { shape: [v, c], kind: "f32", data: randn(v * c), check: true },
+  }, (e, t) => {
+    e.embeddingForward({ out: t.out, table: t.table, tokens: t.tokens });
+    e.embeddingBackward({ dtable: t.dtable, dout: t.dout, tokens: t.tokens });
+  }, TOLERANCE[mode]);
+});
+
+gpuTest("rmsnorm forward and backward (layer rows and q/k-norm rows)", async (mode) => {
+  for (const [rows, x] of [[13, 80], [300, 16], [3, 2048]]) {
+    await compareOp(mode, {
+      x: { shape: [rows, x], data: randn(rows * x, 3) },
+      weight: { shape: [x], data: randn(x) },
+      out: { shape: [rows, x], data: randn(rows * x), check: true },
+      rstd: { shape: [rows], kind: "f32", data: randn(rows), check: true },
+      dout: { shape: [rows, x], data: randn(rows * x) },
+      dx: { shape: [rows, x], data: randn(rows * x), check: true },
+      dweight: { shape: [x], kind: "f32", data: randn(x), check: true },
+    }, (e, t) => {
+      e.rmsnormForward({ out: t.out, rstd: t.rstd, x: t.x, weight: t.weight, eps: 1e-5 });
+      e.rmsnormBackward({
+        dx: t.dx,
+        dweight: t.dweight,
+        dout: t.dout,
+        x: t.x,
+        weight: t.weight,
+        rstd: t.rstd,
+        accumulate: true,
+      });
+    }, TOLERANCE[mode]);
+  }
+});
+
+gpuTest("per-head rope forward and backward (kv and query granularity, partial rotary)", async (mode) => {
+  const rows = 11, d = 16, rotary = 12;
+  for (const [ho, hx] of [[4, 4], [8, 2]]) {
+    const bases = Array.from({ length: ho }, () => 10 ** (4 + 3 * Math.random()));
+    const invFreq = new Float32Array(ho * rotary / 2);
+    bases.forEach((base, h) => {
+      for (let i = 0; i < rotary / 2; i++) invFreq[h * rotary / 2 + i] = base ** (-2 * i / rotary);
+    });
+    await compareOp(mode, {
+      x: { shape: [rows, hx, d], data: randn(rows * hx * d) },
+      out: { shape: [rows, ho, d], data: randn(rows * ho * d), check: true },
+      dout: { shape: [rows, ho, d], data: randn(rows * ho * d) },
+      dx: { shape: [rows, hx, d], data: randn(rows * hx * d), check: true },
+      invFreq: { shape: [ho, rotary / 2], kind: "f32", data: invFreq },
+      positions: { shape: [rows], kind: "i32", data: randint(rows, 300_000) },
+    }, (e, t) => {
+      e.ropeForward({ out: t.out, x: t.x, invFreq: t.invFreq, positions: t.positions });
+      e.ropeBackward({ dx: t.dx, dout: t.dout, invFreq: t.invFreq, positions: t.positions });
+    }, TOLERANCE[mode]);
+  }
+});
+
+gpuTest("causal GQA attention forward and backward", async (mode) => {
+  for (const [b, t, h, hk, d] of [[2, 19, 4, 2, 16], [1, 40, 6, 3, 64], [1, 9, 2, 2, 96]]) {
+    const q = b * t * h * d, kv = b * t * hk * d;
+    await compareOp(mode, {
+      q: { shape: [b, t, h, d], data: randn(q, 1.5) },
+      k: { shape: [b, t, hk, d], data: randn(kv, 1.5) },
+      v: { shape: [b, t, hk, d], data: randn(kv) },
+      out: { shape: [b, t, h, d], data: randn(q), check: true },
+      lse: { shape: [b, h, t], kind: "f32", data: randn(b * h * t), check: true },
+      dout: { shape: [b, t, h, d], data: randn(q) },
+      dq: { shape: [b, t, h, d], data: randn(q), check: true },
+      dk: { shape: [b, t, hk, d], data: randn(kv), check: true },
+      dv: { shape: [b, t, hk, d], data: randn(kv), check: true },
+    }, (e, x) => {
+      e.attentionForward({ out: x.out, lse: x.lse, q: x.q, k: x.k, v: x.v });
+      e.attentionBackward({
+        dq: x.dq,
+        dk: x.dk,
+        dv: x.dv,
+        dout: x.dout,
+        q: x.q,
+        k: x.k,
+        v: x.v,
+        out: x.out,
+        lse: x.lse,
+      });
+    }, TOLERANCE[mode]);
+  }
+});
+
+gpuTest("swiglu forward and backward", async (mode) => {
+  const n = 777;
+  await compareOp(mode, {
+    gate: { shape: [n], data: randn(n, 3) },
+    up: { shape: [n], data: randn(n) },
+    out: { shape: [n], data: randn(n), check: true },
+    dout: { shape: [n], data: randn(n) },
+    dgate: { shape: [n], data: randn(n), check: true },
+    dup: { shape: [n], data: randn(n), check: true },
+  }, (e, t) => {
+    e.swigluForward({ out: t.out, gate: t.gate, up: t.up });
+    e.swigluBackward({ dgate: t.dgate, dup: t.dup, dout: t.dout, gate: t.gate, up: t.up });
+  }, TOLERANCE[mode]);
+});
+
+gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", async (mode) => {
+  const [n, c, v] = [23, 24, 50];
+  const targets = randint(n, v);
+  targets[3] = IGNORE_INDEX;
+  targets[n - 1] = IGNORE_INDEX;
+  await compareOp(mode, {
+    hidden: { shape: [n, c], data: randn(n * c) },
+    weight: { shape: [v, c], data: randn(v * c) },
+    targets: { shape: [n], kind: "i32", data: targets },
+    losses: { shape: [n], kind: "f32", data: randn(n), check: true },
+    dhidden: { shape: [n, c], data: randn(n * c), check: true },
+    dweight: { shape: [v, c], kind: "f32", data: randn(v * c), check: true },
+    lossesOnly: { shape: [n], kind: "f32", data: randn(n), check: true },
+  }, (e, t) => {
+    e.crossEntropy({
+      losses: t.losses,
+      hidden: t.hidden,
+      weight: t.weight,
+      targets: t.targets,
+      dhidden: t.dhidden,
+      dweight: t.dweight,
+      scale: 1 / 21,
+    });
+    e.crossEntropy({ losses: t.lossesOnly, hidden: t.hidden, weight: t.weight, targets: t.targets });
+  }, TOLERANCE[mode]);
+});
+
+gpuTest("sum of squares and AdamW", async (mode) => {
+  const n = 5000;
+  await compareOp(mode, {
+    grad: { shape: [n], data: randn(n) },
+    norm: { shape: [1], kind: "f32", data: new Float32Array([2.5]), check: true },
+    param: { shape: [n], kind: "f32", data: randn(n), check: true },
+    m: { shape: [n], kind: "f32", data: randn(n, 0.1), check: true },
+    v: { shape: [n], kind: "f32", data: randn(n, 0.1).map(Math.abs), check: true },
+  }, (e, t) => {
+    e.sumSquares({ out: t.norm, x: t.grad, accumulate: true });
+    e.adamw({
+      param: t.param,
+      grad: t.grad,
+      m: t.m,
+      v: t.v,
+      lr: 1e-2,
+      beta1: 0.9,
+      beta2: 0.95,
+      eps: 1e-8,
+      weightDecay: 0.1,
+      step: 3,
+      gradScale: 0.5,
+    });
+  }, TOLERANCE[mode]);
+});
+
+Deno.test({
+  name: "cuda refuses tensors of mixed dtypes and of other engines with a clear error",
+  ...GPU_TEST,
+  async fn() {
+    const e = await cudaEngine();
+    const a = e.alloc([4], "bf16"), b = e.alloc([4], "f32"), out = e.alloc([4], "bf16");
+    assertThrows(() => e.swigluForward({ out, gate: a, up: b }), UnsupportedError, "share one dtype");
+    const cpuLike = { shape: [4], dtype: "f32", size: 4 } as const;
+    assertThrows(() => e.scale({ x: cpuLike, alpha: 2 }), UnsupportedError, "not a CUDA tensor");
+    for (const t of [a, b, out]) e.free(t);
+    assert(e.memoryStats().reserved > 0);
+  },
+});
