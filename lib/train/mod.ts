@@ -20,4 +20,4 @@ export {
   type TrainerState,
 } from "./run_checkpoint.ts";
 export { learningRate, type ScheduleOptions } from "./schedule.ts";
-export { loadModel, train, type TrainOptions, type TrainSummary } from "./train.ts";
+export { train, type TrainOptions, type TrainSummary } from "./train.ts";

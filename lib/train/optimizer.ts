@@ -47,7 +47,7 @@ export class AdamW {
     buffers: { params: Tensor; grads: Tensor },
     options: AdamWOptions,
   ) {
-    for (const [name, t] of Object.entries(buffers)) {
+    for (const [name, t] of [["params", buffers.params], ["grads", buffers.grads]] as const) {
       if (t.size !== layout.size || t.dtype !== "f32") {
         throw new ShapeError(
           `AdamW: ${name} must be f32 with ${layout.size} elements, got ${t.dtype} ${t.size}`,

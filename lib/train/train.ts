@@ -2,13 +2,11 @@
 // train.yaml, loads the model and the token file, and runs the training loop on the chosen device.
 
 import { stringify as toYaml } from "yaml";
-import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { PackedLoader } from "../data/loader.ts";
 import { readTokenFile } from "../data/token_file.ts";
-import type { Engine } from "../engine/engine.ts";
-import { CpuEngine } from "../engine/cpu/mod.ts";
+import { openEngine } from "../engine/open.ts";
 import { ConfigError, PathError, ShapeError, UnsupportedError } from "../errors.ts";
-import { Model } from "../model/model.ts";
+import { loadModel } from "../model/load.ts";
 import { writeTextFileAtomically } from "../util/atomic.ts";
 import type { TrainConfig } from "./config.ts";
 import { type LogRecord, TrainLog } from "./log.ts";
@@ -41,14 +39,6 @@ export interface TrainSummary {
   checkpoint: string;
 }
 
-function createEngine(device: TrainConfig["device"]): Engine {
-  if (device === "cpu") return new CpuEngine();
-  throw new UnsupportedError(`device "${device}" is not available in this build`, {
-    field: "device",
-    hint: "use device: cpu",
-  });
-}
-
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.lstat(path);
@@ -56,25 +46,6 @@ async function exists(path: string): Promise<boolean> {
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return false;
     throw error;
-  }
-}
-
-/**
- * Loads a HF-layout checkpoint directory into a model on `engine` (weights decoded to f32).
- *
- * @example
- * ```ts
- * const model = await loadModel(new CpuEngine(), "fixtures/tiny");
- * ```
- */
-export async function loadModel(engine: Engine, dir: string): Promise<Model> {
-  const checkpoint = await Checkpoint.open(dir);
-  try {
-    const weights = new Map<string, Float32Array>();
-    for (const name of checkpoint.tensors.keys()) weights.set(name, await checkpoint.readF32(name));
-    return Model.create(engine, checkpoint.config, { weights });
-  } finally {
-    checkpoint.close();
   }
 }
 
@@ -108,53 +79,53 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       hint: "convert the model first with harpe convert and set model to the converted directory",
     });
   }
-  const engine = createEngine(config.device);
-  const resumeFrom = options.resume ? await findLatestCheckpoint(runDir) : null;
   if (!options.resume && await exists(`${runDir}/train.yaml`)) {
     throw new PathError(`Run directory "${runDir}" already holds a run`, {
       file: runDir,
       hint: "pass --resume to continue it, or choose another out",
     });
   }
+  const resumeFrom = options.resume ? await findLatestCheckpoint(runDir) : null;
   const data = await readTokenFile(config.data);
-  const model = await loadModel(engine, resumeFrom ?? config.model);
-  if (data.info.vocabSize > model.config.vocabSize) {
-    throw new ShapeError(
-      `Token file "${config.data}" has a vocabulary of ${data.info.vocabSize}, the model only ${model.config.vocabSize}`,
-      {
-        file: config.data,
-        expected: `<= ${model.config.vocabSize}`,
-        actual: data.info.vocabSize,
-        hint: "tokenize with the model's tokenizer",
-      },
-    );
-  }
-  const optimizer = new AdamW(engine, model.layout, { params: model.params, grads: model.grads }, {
-    beta1: config.optimizer.betas[0],
-    beta2: config.optimizer.betas[1],
-    eps: config.optimizer.eps,
-    weightDecay: config.optimizer.weight_decay,
-  });
-  let state: TrainerState | undefined;
-  if (resumeFrom) {
-    const saved = await loadRunState(resumeFrom, model.layout);
-    checkResumable(saved.state.config as Record<string, unknown>, config);
-    optimizer.load(saved.optimizer);
-    state = { ...saved.state, config };
-  }
-  const loaderOptions = {
-    seqLen: config.seq_len,
-    batch: config.batch,
-    seed: config.seed,
-    eosId: data.info.eosId,
-  };
-  const loader = new PackedLoader(data, loaderOptions, state?.loader);
-  const start: TrainerState = state ??
-    { step: 0, updates: 0, tokens: 0, skipped: 0, badStepsInRow: 0, loader: loader.cursor(), config };
-  await Deno.mkdir(runDir, { recursive: true });
-  await writeTextFileAtomically(`${runDir}/train.yaml`, toYaml(config));
-  const log = await TrainLog.open(`${runDir}/log.jsonl`, { keepThroughStep: start.step });
+  const engine = await openEngine(config.device);
   try {
+    const model = await loadModel(engine, resumeFrom ?? config.model);
+    if (data.info.vocabSize > model.config.vocabSize) {
+      throw new ShapeError(
+        `Token file "${config.data}" has a vocabulary of ${data.info.vocabSize}, the model only ${model.config.vocabSize}`,
+        {
+          file: config.data,
+          expected: `<= ${model.config.vocabSize}`,
+          actual: data.info.vocabSize,
+          hint: "tokenize with the model's tokenizer",
+        },
+      );
+    }
+    const optimizer = new AdamW(engine, model.layout, { params: model.params, grads: model.grads }, {
+      beta1: config.optimizer.betas[0],
+      beta2: config.optimizer.betas[1],
+      eps: config.optimizer.eps,
+      weightDecay: config.optimizer.weight_decay,
+    });
+    let state: TrainerState | undefined;
+    if (resumeFrom) {
+      const saved = await loadRunState(resumeFrom, model.layout);
+      checkResumable(saved.state.config as Record<string, unknown>, config);
+      optimizer.load(saved.optimizer);
+      state = { ...saved.state, config };
+    }
+    const loaderOptions = {
+      seqLen: config.seq_len,
+      batch: config.batch,
+      seed: config.seed,
+      eosId: data.info.eosId,
+    };
+    const loader = new PackedLoader(data, loaderOptions, state?.loader);
+    const start: TrainerState = state ??
+      { step: 0, updates: 0, tokens: 0, skipped: 0, badStepsInRow: 0, loader: loader.cursor(), config };
+    await Deno.mkdir(runDir, { recursive: true });
+    await writeTextFileAtomically(`${runDir}/train.yaml`, toYaml(config));
+    const log = await TrainLog.open(`${runDir}/log.jsonl`, { keepThroughStep: start.step });
     const final = await runTraining(model, loader, {
       config,
       runDir,
@@ -174,7 +145,6 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       checkpoint: `${runDir}/checkpoints/step-${final.step}`,
     };
   } finally {
-    model.dispose();
     engine.dispose();
   }
 }
