@@ -105,6 +105,8 @@ class HarpeAttention(getattr(_modeling, f"{_PREFIX}Attention")):
         if position_embeddings is None:
             raise ValueError("HARPE attention needs the per-head (cos, sin) tables of HarpeRope")
         cos, sin = position_embeddings  # [B, N, T, R]
+        if past_key_values is None:  # the name older transformers versions use
+            past_key_values = kwargs.pop("past_key_value", None)
         shape = (*hidden_states.shape[:-1], -1, self.head_dim)
         query = self.q_proj(hidden_states).view(shape)  # [B, T, H, D]
         key = self.k_proj(hidden_states).view(shape)  # [B, T, K, D]
@@ -152,6 +154,7 @@ class HarpeForCausalLM(getattr(_modeling, f"{_PREFIX}ForCausalLM")):
             super().__init__(config)
         finally:
             config.rope_parameters = harpe_parameters
+        self.config.rope_parameters = harpe_parameters
         self.model.rotary_emb = HarpeRope(bases, rotary_dim)
         for layer in self.model.layers:
             layer.self_attn.__class__ = HarpeAttention
