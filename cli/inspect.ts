@@ -12,6 +12,9 @@ import { printJson, runAction } from "./run_action.ts";
 /** Width of the label column of the text report. */
 const LABEL_WIDTH = 16;
 
+/** Significant digits of RoPE bases in the text report. */
+const BASE_DIGITS = 6;
+
 async function summarize(path: string): Promise<CheckpointSummary> {
   let stat: Deno.FileInfo;
   try {
@@ -44,7 +47,7 @@ function formatCount(n: number): string {
 }
 
 function formatBases(bases: number[]): string {
-  return bases.map((b) => b.toPrecision(6).replace(/\.?0+(e|$)/, "$1")).join(" ");
+  return bases.map((b) => String(Number(b.toPrecision(BASE_DIGITS)))).join(" ");
 }
 
 /** The text report. */
