@@ -3,5 +3,6 @@
 
 export * from "./lib/errors.ts";
 export { VERSION } from "./lib/version.ts";
+export * from "./lib/checkpoint/mod.ts";
 export * from "./lib/engine/mod.ts";
 export * from "./lib/model/mod.ts";
