@@ -8,6 +8,8 @@ import { trainCommand } from "./train.ts";
 import { inspectCommand } from "./inspect.ts";
 import { exportCommand } from "./export.ts";
 import { verifyReferenceCommand } from "./verify_reference.ts";
+import { evalCommand } from "./eval.ts";
+import { generateCommand } from "./generate.ts";
 
 /** Builds the harpe program with every subcommand registered. */
 export function buildProgram(): Command {
@@ -21,6 +23,8 @@ export function buildProgram(): Command {
   program.addCommand(inspectCommand());
   program.addCommand(exportCommand());
   program.addCommand(verifyReferenceCommand());
+  program.addCommand(evalCommand());
+  program.addCommand(generateCommand());
   return program;
 }
 
