@@ -23,8 +23,8 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM
 
 ROOT = Path(__file__).resolve().parents[2]
-HARPE = ["deno", "run", "--cached-only", "--allow-read", "--allow-write", "--allow-env", "--allow-ffi",
-         str(ROOT / "cli/main.ts")]
+HARPE = ["deno", "run", "--cached-only", "--node-modules-dir=manual", "--allow-read", "--allow-write", "--allow-env",
+         "--allow-ffi", str(ROOT / "cli/main.ts")]  # manual: the device's node_modules lacks the plotting packages
 TOLERANCE_F32 = 1e-4  # max |a - b| / max |b| of logits, issue 8
 TINY_SEQ, TINY_BATCH = 32, 2
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -177,8 +177,12 @@ def dump_sources(path):
     from transformers.models.llama import modeling_llama
     parts = [f"# transformers {transformers.__version__}"]
     for obj in (modeling_llama.LlamaRotaryEmbedding, modeling_llama.LlamaAttention, modeling_llama.LlamaDecoderLayer,
-                modeling_llama.LlamaModel.forward, modeling_llama.LlamaForCausalLM.__init__):
-        parts.append(inspect.getsource(obj))
+                modeling_llama.LlamaModel.forward, modeling_llama.LlamaForCausalLM.__init__,
+                modeling_llama.eager_attention_forward):
+        try:
+            parts.append(inspect.getsource(inspect.unwrap(obj)))
+        except (OSError, TypeError) as error:
+            parts.append(f"# no source for {obj!r}: {error}")
     Path(path).write_text("\n\n".join(parts))
 
 

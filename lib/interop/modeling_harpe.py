@@ -127,9 +127,7 @@ class HarpeAttention(getattr(_modeling, f"{_PREFIX}Attention")):
             extra = () if cache_position is None else ({"cache_position": cache_position},)
             key, value = past_key_values.update(key, value, self.layer_idx, *extra)
 
-        implementation = self.config._attn_implementation
-        attend = (_modeling.eager_attention_forward if implementation in (None, "eager")
-                  else ALL_ATTENTION_FUNCTIONS[implementation])
+        attend = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, _modeling.eager_attention_forward)
         window = self.sliding_window if hasattr(self, "sliding_window") else getattr(self.config, "sliding_window", None)
         output, weights = attend(
             self, query, key, value, attention_mask,
