@@ -3,7 +3,7 @@
 
 import { CpuEngine } from "../lib/engine/cpu/mod.ts";
 import { IGNORE_INDEX, type Tensor } from "../lib/engine/engine.ts";
-import { ShapeError, UnsupportedError } from "../lib/errors.ts";
+import { ShapeError } from "../lib/errors.ts";
 import { assert, assertAlmostEquals, assertEquals, assertThrows } from "./assert.ts";
 import {
   finiteDifference,
@@ -113,7 +113,13 @@ Deno.test("add, scale, fill, copy, view, bias add and bias backward", async () =
   const half = engine.alloc([4], "bf16");
   engine.copy({ out: half, x: put([4], [1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -7, -3.14159]) });
   assertEquals([...await get(half)], [1, 1 + 2 ** -6, 1 + 2 ** -7, -3.140625]);
-  assertThrows(() => engine.add({ out: half, a: half, b: half }), UnsupportedError);
+  // bf16 compute: inputs as stored, outputs rounded to bf16.
+  engine.add({ out: half, a: half, b: half });
+  assertEquals([...await get(half)], [2, 2 + 2 ** -5, 2 + 2 ** -6, -6.28125]);
+  const sum = engine.alloc([1], "bf16");
+  engine.matmul({ out: sum, a: put([1, 2], [1, 2 ** -9]), b: put([2, 1], [1, 1]) });
+  assertEquals([...await get(sum)], [1]);
+  assertThrows(() => engine.add({ out, a: ints([1, 2, 3, 4, 5, 6]), b }), ShapeError, "float");
 });
 
 Deno.test("embedding forward and backward", async () => {

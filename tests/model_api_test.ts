@@ -126,3 +126,29 @@ Deno.test("a few AdamW steps on one batch lower the loss", async () => {
   }
   assert(losses[9] < 0.7 * losses[0], `losses ${losses.map((l) => l.toFixed(3)).join(" ")}`);
 });
+
+Deno.test("bf16 precision: close to f32 on moderate weights, and the working copy follows the parameters", async () => {
+  const random = makeRandom();
+  const config = tinyConfig({ numHeads: 4, numKvHeads: 2, hiddenSize: 16, intermediateSize: 24 });
+  const weights = new Map(
+    [...randomWeights(config, random.next)].map(([k, v]) => [k, Float32Array.from(v, (x) => 0.5 * x)]),
+  );
+  const tokens = Int32Array.from({ length: 16 }, (_, i) => (i * 7) % config.vocabSize);
+  const targets = Int32Array.from(tokens, (_, i) => (i * 7 + 7) % config.vocabSize);
+  const run = async (model: Model) => {
+    const logits = await model.forward(tokens, { batch: 2 });
+    model.zeroGrads();
+    const loss = await model.forwardBackward(tokens, targets, { batch: 2 });
+    return { logits, loss, grads: await model.exportGradients() };
+  };
+  const f32 = await run(Model.create(new CpuEngine(), config, { weights }));
+  const bf16Model = Model.create(new CpuEngine(), config, { weights, precision: "bf16" });
+  const bf16 = await run(bf16Model);
+  assert(relativeError(bf16.logits, f32.logits) < 3e-2, `logits (seed ${random.seed})`);
+  assert(Math.abs(bf16.loss - f32.loss) < 1e-2 * f32.loss, `loss (seed ${random.seed})`);
+  for (const [name, g] of f32.grads) {
+    assert(relativeError(bf16.grads.get(name)!, g) < 1e-1, `${name} (seed ${random.seed})`);
+  }
+  bf16Model.setParameter("model.norm.weight", new Float32Array(config.hiddenSize));
+  assert((await bf16Model.forward(tokens, { batch: 2 })).every((x) => x === 0));
+});

@@ -2,7 +2,7 @@
 // layer saves for its backward, and the gradient scratch shared by all layers.
 
 import type { ModelConfig } from "../checkpoint/model_config.ts";
-import type { Engine, Tensor } from "../engine/engine.ts";
+import type { Engine, Tensor, TensorDType } from "../engine/engine.ts";
 
 /** What the forward of one layer saves. */
 export interface LayerActivations {
@@ -61,18 +61,19 @@ export interface Activations {
   all: Tensor[]; // every allocation, for freeing
 }
 
-/** Allocates the buffers for B rows of T tokens; `keyHeads` is Hk, the number of rotated key heads. */
+/** Allocates the buffers for B rows of T tokens; `keyHeads` is Hk, the number of rotated key heads.
+ * Activations and their gradients get `dtype`; normalization statistics, lse and losses stay f32. */
 export function allocateActivations(
   engine: Engine,
   config: ModelConfig,
-  shape: { batch: number; seq: number; keyHeads: number },
+  shape: { batch: number; seq: number; keyHeads: number; dtype: "f32" | "bf16" },
 ): Activations {
   const { hiddenSize: C, intermediateSize: F, numHeads: H, numKvHeads: K, headDim: D } = config;
-  const { batch: B, seq: T, keyHeads: Hk } = shape;
+  const { batch: B, seq: T, keyHeads: Hk, dtype } = shape;
   const N = B * T;
   const all: Tensor[] = [];
-  const alloc = (dims: number[], dtype: "f32" | "i32" = "f32") => {
-    const t = engine.alloc(dims, dtype);
+  const alloc = (dims: number[], type: TensorDType = dtype) => {
+    const t = engine.alloc(dims, type);
     all.push(t);
     return t;
   };
@@ -88,21 +89,21 @@ export function allocateActivations(
     layers.push({
       input,
       ln1: alloc([N, C]),
-      rstd1: alloc([N]),
+      rstd1: alloc([N], "f32"),
       q,
       k,
       v: alloc([B, T, K, D]),
       qNormed,
-      qRstd: config.qkNorm ? alloc([N * H]) : undefined,
+      qRstd: config.qkNorm ? alloc([N * H], "f32") : undefined,
       kNormed,
-      kRstd: config.qkNorm ? alloc([N * K]) : undefined,
+      kRstd: config.qkNorm ? alloc([N * K], "f32") : undefined,
       qRot: as4(qNormed ?? q, H),
       kRot: Hk === K ? as4(kSource, K) : alloc([B, T, Hk, D]),
       att: alloc([B, T, H, D]),
-      lse: alloc([B, H, T]),
+      lse: alloc([B, H, T], "f32"),
       mid,
       ln2: alloc([N, C]),
-      rstd2: alloc([N]),
+      rstd2: alloc([N], "f32"),
       gate: alloc([N, F]),
       up: alloc([N, F]),
       act: alloc([N, F]),
@@ -134,8 +135,8 @@ export function allocateActivations(
     layers,
     final: input,
     lnf: alloc([N, C]),
-    rstdf: alloc([N]),
-    losses: alloc([N]),
+    rstdf: alloc([N], "f32"),
+    losses: alloc([N], "f32"),
     grad,
     all,
   };

@@ -10,6 +10,10 @@ import { type ParameterLayout, parameterLayout } from "./layout.ts";
 import { ropeTables } from "./rope_tables.ts";
 import { type ModelTensors, modelTensors } from "./weights.ts";
 
+/** Storage of the working weights and activations: "f32", or "bf16" (f32 master parameters and
+ * gradients, a bf16 copy of the parameters refreshed at the start of every pass, bf16 activations). */
+export type Precision = "f32" | "bf16";
+
 /** Token batch options: `batch` rows of equal length (B, default 1) and optional positions per token. */
 export interface BatchOptions {
   batch?: number;
@@ -33,33 +37,38 @@ export class Model {
   /** The gradients, f32 [P] in layout order. */
   readonly grads: Tensor;
   readonly layout: ParameterLayout;
+  readonly precision: Precision;
   #config: ModelConfig;
+  /** The bf16 working copy of `params` (bf16 precision only). */
+  #working?: Tensor;
   #weights: ModelTensors;
   #gradTensors: ModelTensors;
   #rope: DecoderContext["rope"];
   #activations?: Activations;
 
-  private constructor(readonly engine: Engine, config: ModelConfig) {
+  private constructor(readonly engine: Engine, config: ModelConfig, precision: Precision) {
     this.#config = config;
+    this.precision = precision;
     this.layout = parameterLayout(config);
     this.params = engine.alloc([this.layout.size]);
     this.grads = engine.alloc([this.layout.size]);
-    this.#weights = modelTensors(engine, this.params, this.layout, config);
+    if (precision === "bf16") this.#working = engine.alloc([this.layout.size], "bf16");
+    this.#weights = modelTensors(engine, this.#working ?? this.params, this.layout, config);
     this.#gradTensors = modelTensors(engine, this.grads, this.layout, config);
     this.#rope = ropeTables(engine, config);
   }
 
   /**
    * A model for `config`. With `weights` (every name of the parameter table, f32 data of the table's
-   * shape) the parameters are uploaded, else they are zero until set with setParameter. Throws
-   * ShapeError for a missing or wrongly sized tensor.
+   * shape) the parameters are uploaded, else they are zero until set with setParameter. `precision`
+   * defaults to "f32". Throws ShapeError for a missing or wrongly sized tensor.
    */
   static create(
     engine: Engine,
     config: ModelConfig,
-    options: { weights?: Map<string, Float32Array> } = {},
+    options: { weights?: Map<string, Float32Array>; precision?: Precision } = {},
   ): Model {
-    const model = new Model(engine, config);
+    const model = new Model(engine, config, options.precision ?? "f32");
     const weights = options.weights;
     if (!weights) return model;
     for (const slot of model.layout.slots) {
@@ -172,6 +181,7 @@ export class Model {
     this.#freeActivations();
     this.engine.free(this.params);
     this.engine.free(this.grads);
+    if (this.#working) this.engine.free(this.#working);
   }
 
   #slot(name: string) {
@@ -204,6 +214,7 @@ export class Model {
         batch,
         seq,
         keyHeads: this.#rope.key.shape[0],
+        dtype: this.precision,
       });
     }
     const act = this.#activations;
@@ -216,6 +227,7 @@ export class Model {
     }
     this.engine.upload(act.tokens, tokens);
     this.engine.upload(act.positions, positions);
+    if (this.#working) this.engine.copy({ out: this.#working, x: this.params });
     return act;
   }
 }

@@ -7,6 +7,7 @@ import type { Engine } from "../engine/engine.ts";
 import { IGNORE_INDEX } from "../engine/engine.ts";
 import { SafetensorsFile } from "../safetensors/mod.ts";
 import { loadModel } from "./load.ts";
+import type { Precision } from "./model.ts";
 
 /** Largest accepted relative error of logits and loss. */
 export const LOGITS_TOLERANCE = 1e-4;
@@ -127,7 +128,8 @@ function harpeRope(config: ModelConfig, meta: ReferenceMeta, file: string): Rope
 }
 
 /**
- * Runs the checks of one case directory on `engine`.
+ * Runs the checks of one case directory on `engine`, with the model at `precision` (default "f32"),
+ * against `tolerances` (default LOGITS_TOLERANCE for logits and loss, GRADIENT_TOLERANCE for gradients).
  *
  * @example
  * ```ts
@@ -135,10 +137,14 @@ function harpeRope(config: ModelConfig, meta: ReferenceMeta, file: string): Rope
  * console.log(report.passed, report.maxGradient);
  * ```
  */
-export async function verifyReference(dir: string, options: { engine: Engine }): Promise<ReferenceReport> {
+export async function verifyReference(
+  dir: string,
+  options: { engine: Engine; precision?: Precision; tolerances?: { logits: number; gradients: number } },
+): Promise<ReferenceReport> {
+  const tolerance = options.tolerances ?? { logits: LOGITS_TOLERANCE, gradients: GRADIENT_TOLERANCE };
   const root = dir.replace(/\/+$/, "");
   const meta = await readReferenceMeta(`${root}/meta.json`);
-  const model = await loadModel(options.engine, `${root}/checkpoint`);
+  const model = await loadModel(options.engine, `${root}/checkpoint`, { precision: options.precision });
   const reference = await SafetensorsFile.open(`${root}/reference.safetensors`);
   try {
     const config = model.config;
@@ -217,9 +223,8 @@ export async function verifyReference(dir: string, options: { engine: Engine }):
       gradients[name] = maxRelativeError(grad, expected);
     }
     const maxGradient = Math.max(...Object.values(gradients));
-    const passed = logitsPlain <= LOGITS_TOLERANCE && logitsHarpe <= LOGITS_TOLERANCE &&
-      loss <= LOGITS_TOLERANCE &&
-      maxGradient <= GRADIENT_TOLERANCE;
+    const passed = Math.max(logitsPlain, logitsHarpe, loss) <= tolerance.logits &&
+      maxGradient <= tolerance.gradients;
     return {
       case: root.split("/").pop() ?? root,
       logitsPlain,

@@ -16,6 +16,7 @@ import {
   i32,
   raw,
   roundBf16,
+  roundOutputs,
   shapeSize,
 } from "./tensor.ts";
 
@@ -64,7 +65,7 @@ export class CpuEngine implements Engine {
       });
     }
     t.data.set(data);
-    if (t.dtype === "bf16") this.#roundBf16(t.data as Float32Array);
+    roundOutputs(t);
   }
 
   download(tensor: Tensor): Promise<HostArray> {
@@ -91,7 +92,7 @@ export class CpuEngine implements Engine {
       `cannot copy ${s.dtype} into ${o.dtype}`,
     );
     o.data.set(s.data);
-    if (o.dtype === "bf16") this.#roundBf16(o.data as Float32Array);
+    roundOutputs(o);
   }
 
   add({ out, a, b }: { out: Tensor; a: Tensor; b: Tensor }): void {
@@ -99,11 +100,13 @@ export class CpuEngine implements Engine {
     expectSize("add", "a", a, out.size);
     expectSize("add", "b", b, out.size);
     for (let i = 0; i < o.length; i++) o[i] = x[i] + y[i];
+    roundOutputs(out);
   }
 
   scale({ x, alpha }: { x: Tensor; alpha: number }): void {
     const d = f32("scale", "x", x);
     for (let i = 0; i < d.length; i++) d[i] *= alpha;
+    roundOutputs(x);
   }
 
   matmul(
@@ -131,12 +134,14 @@ export class CpuEngine implements Engine {
       "out shares memory with an input",
     );
     matmulF32(out, a, b, { m, n, p, transA, transB, alpha: args.alpha ?? 1, beta: args.beta ?? 0 });
+    roundOutputs(args.out);
   }
 
   biasAdd({ out, bias }: { out: Tensor; bias: Tensor }): void {
     const o = f32("biasAdd", "out", out), w = f32("biasAdd", "bias", bias);
     expectShape("biasAdd", o.length % w.length === 0, `out (${o.length}) is not rows of bias (${w.length})`);
     for (let i = 0; i < o.length; i += w.length) for (let j = 0; j < w.length; j++) o[i + j] += w[j];
+    roundOutputs(out);
   }
 
   biasBackward({ dbias, dout }: { dbias: Tensor; dout: Tensor }): void {
@@ -149,6 +154,7 @@ export class CpuEngine implements Engine {
     const sum = new Float64Array(g.length);
     for (let i = 0; i < d.length; i += g.length) for (let j = 0; j < g.length; j++) sum[j] += d[i + j];
     for (let j = 0; j < g.length; j++) g[j] += sum[j];
+    roundOutputs(dbias);
   }
 
   embeddingForward({ out, table, tokens }: { out: Tensor; table: Tensor; tokens: Tensor }): void {
@@ -157,6 +163,7 @@ export class CpuEngine implements Engine {
     expectSize("embeddingForward", "out", out, ids.length * c);
     const o = f32("embeddingForward", "out", out), w = f32("embeddingForward", "table", table);
     for (let n = 0; n < ids.length; n++) o.set(w.subarray(ids[n] * c, (ids[n] + 1) * c), n * c);
+    roundOutputs(out);
   }
 
   embeddingBackward({ dtable, dout, tokens }: { dtable: Tensor; dout: Tensor; tokens: Tensor }): void {
@@ -168,6 +175,7 @@ export class CpuEngine implements Engine {
       const go = ids[n] * c, dn = n * c;
       for (let j = 0; j < c; j++) g[go + j] += d[dn + j];
     }
+    roundOutputs(dtable);
   }
 
   rmsnormForward(args: { out: Tensor; rstd: Tensor; x: Tensor; weight: Tensor; eps: number }): void {
@@ -181,6 +189,7 @@ export class CpuEngine implements Engine {
       f32(op, "weight", args.weight),
       args.eps,
     );
+    roundOutputs(args.out, args.rstd);
   }
 
   rmsnormBackward(
@@ -208,6 +217,7 @@ export class CpuEngine implements Engine {
       f32(op, "rstd", args.rstd),
       args.accumulate ?? false,
     );
+    roundOutputs(args.dx, args.dweight);
   }
 
   ropeForward(
@@ -223,6 +233,7 @@ export class CpuEngine implements Engine {
       dims,
       1,
     );
+    roundOutputs(out);
   }
 
   ropeBackward(
@@ -238,6 +249,7 @@ export class CpuEngine implements Engine {
     ] as const;
     if (dims.ho === dims.hx) k.rope(...args, dims, -1);
     else k.ropeBackwardGrouped(...args, dims);
+    roundOutputs(dx);
   }
 
   attentionForward(
@@ -255,6 +267,7 @@ export class CpuEngine implements Engine {
       f32(op, "v", v),
       dims,
     );
+    roundOutputs(out, lse);
   }
 
   attentionBackward(
@@ -294,6 +307,7 @@ export class CpuEngine implements Engine {
       },
       dims,
     );
+    roundOutputs(args.dq, args.dk, args.dv);
   }
 
   swigluForward({ out, gate, up }: { out: Tensor; gate: Tensor; up: Tensor }): void {
@@ -301,6 +315,7 @@ export class CpuEngine implements Engine {
     expectSize(op, "gate", gate, out.size);
     expectSize(op, "up", up, out.size);
     k.swigluForward(f32(op, "out", out), f32(op, "gate", gate), f32(op, "up", up));
+    roundOutputs(out);
   }
 
   swigluBackward(
@@ -317,6 +332,7 @@ export class CpuEngine implements Engine {
       f32(op, "gate", gate),
       f32(op, "up", up),
     );
+    roundOutputs(dgate, dup);
   }
 
   crossEntropy(
@@ -357,6 +373,7 @@ export class CpuEngine implements Engine {
       targets,
       { n, c, v, scale: args.scale ?? 1 },
     );
+    roundOutputs(args.losses, args.dhidden, args.dweight);
   }
 
   sumSquares({ out, x, accumulate }: { out: Tensor; x: Tensor; accumulate?: boolean }): void {
@@ -365,6 +382,7 @@ export class CpuEngine implements Engine {
     let sum = 0;
     for (let i = 0; i < d.length; i++) sum += d[i] * d[i];
     o[0] = accumulate ? o[0] + sum : sum;
+    roundOutputs(out);
   }
 
   adamw(
@@ -397,10 +415,7 @@ export class CpuEngine implements Engine {
         gradScale: args.gradScale ?? 1,
       },
     );
-  }
-
-  #roundBf16(data: Float32Array): void {
-    for (let i = 0; i < data.length; i++) data[i] = roundBf16(data[i]);
+    roundOutputs(args.param, args.m, args.v);
   }
 
   #tokens(op: string, tokens: Tensor, vocab: number): Int32Array {

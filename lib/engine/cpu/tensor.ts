@@ -37,16 +37,26 @@ function cpu(op: string, name: string, tensor: Tensor): CpuTensor {
   return tensor;
 }
 
-/** The f32 data of a float tensor argument (bf16 compute is not implemented on the CPU). */
+/** The data of a float tensor argument (f32, or bf16 held as f32 values rounded to bf16). */
 export function f32(op: string, name: string, tensor: Tensor): Float32Array {
   const t = cpu(op, name, tensor);
-  if (t.dtype !== "f32") {
-    throw new UnsupportedError(`${op}: ${name} has dtype ${t.dtype}, the CPU engine computes in f32`, {
-      expected: "f32",
+  if (t.dtype === "i32") {
+    throw new ShapeError(`${op}: ${name} must be a float tensor (f32 or bf16), got i32`, {
+      expected: "f32 or bf16",
       actual: t.dtype,
     });
   }
   return t.data as Float32Array;
+}
+
+/** Rounds the values of every bf16 tensor among `outputs` to bf16 (after an op wrote them in f32). */
+export function roundOutputs(...outputs: (Tensor | undefined)[]): void {
+  for (const t of outputs) {
+    if (t instanceof CpuTensor && t.dtype === "bf16") {
+      const data = t.data as Float32Array;
+      for (let i = 0; i < data.length; i++) data[i] = roundBf16(data[i]);
+    }
+  }
 }
 
 /** The data of an i32 tensor argument. */
