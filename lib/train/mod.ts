@@ -8,6 +8,7 @@ export {
   type TrainConfigInput,
   trainConfigSchema,
 } from "./config.ts";
+export { evaluateLoss, type EvaluateOptions } from "./evaluate.ts";
 export { type LogRecord, readLog, TrainLog } from "./log.ts";
 export { type LoopContext, runTraining, type TrainableModel, TrainingDivergedError } from "./loop.ts";
 export { AdamW, type AdamWOptions, type AdamWState } from "./optimizer.ts";
