@@ -83,8 +83,9 @@ def make_tiny(arch, path, seed):
     return model.config.architectures[0]
 
 
-def load_remote(path, dtype):
-    return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True, dtype=dtype).to(DEVICE).eval()
+def load_remote(path, dtype, attention="sdpa"):
+    return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True, dtype=dtype,
+                                                attn_implementation=attention).to(DEVICE).eval()
 
 
 def logits_of(model, ids):
@@ -151,7 +152,8 @@ def run_case(work, name, source, arch_class, granularity, bases_q, bases_k, ids,
     kind = type(model32).__name__, type(model32.model.rotary_emb).__name__, type(model32.model.layers[0].self_attn).__name__
     logits32, logits64 = logits_of(model32, ids), logits_of(model64, ids)
     row = {"case": name, "granularity": granularity, "classes": "/".join(kind),
-           "f32 vs f64": rel_err(logits32, logits64), "kv cache": cache_error(model32, ids)}
+           "f32 vs f64": rel_err(logits32, logits64), "kv cache": cache_error(model32, ids),
+           "eager vs sdpa": rel_err(logits_of(load_remote(export, torch.float32, "eager"), ids), logits32)}
     if golden is not None:
         row["f32 vs golden"] = rel_err(logits32, golden)
         row["f64 vs golden"] = rel_err(logits64, golden)
@@ -161,7 +163,8 @@ def run_case(work, name, source, arch_class, granularity, bases_q, bases_k, ids,
     row["harpe CPU vs transformers"] = report["logitsHarpe"]
     row["harpe grads (max)"] = report["maxGradient"]
     row["seconds"] = time.time() - started
-    checked = [row[k] for k in ("f32 vs f64", "kv cache", "f32 vs golden", "harpe CPU vs transformers") if k in row]
+    checked = [row[k] for k in ("f32 vs f64", "kv cache", "eager vs sdpa", "f32 vs golden", "harpe CPU vs transformers")
+               if k in row]
     row["pass"] = all(e <= TOLERANCE_F32 for e in checked)
     return row
 
@@ -241,9 +244,10 @@ def main():
             "against the golden `logits.harpe` (transformers 5.17, float64, per-head bases by hand); "
             "`harpe CPU vs transformers`: `harpe verify-reference` (harpe's own CPU model, f32) on a case whose "
             "expected logits, loss and gradients come from the exported model in float64; `kv cache`: last "
-            "position decoded with the cache vs the full forward (float32).")
+            "position decoded with the cache vs the full forward (float32); `eager vs sdpa`: the two attention "
+        "implementations (float32).")
         say()
-        columns = ["case", "granularity", "f32 vs golden", "f64 vs golden", "f32 vs f64", "kv cache",
+        columns = ["case", "granularity", "f32 vs golden", "f64 vs golden", "f32 vs f64", "kv cache", "eager vs sdpa",
                    "harpe CPU vs transformers", "harpe grads (max)", "pass"]
         say("| " + " | ".join(columns) + " |")
         say("|" + "---|" * len(columns))
