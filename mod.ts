@@ -6,3 +6,5 @@ export { VERSION } from "./lib/version.ts";
 export * from "./lib/checkpoint/mod.ts";
 export * from "./lib/engine/mod.ts";
 export * from "./lib/model/mod.ts";
+export * from "./lib/data/mod.ts";
+export * from "./lib/train/mod.ts";
