@@ -40,7 +40,14 @@ export function parameterLayout(config: ModelConfig): ParameterLayout {
   return { slots, size: offset, byName: new Map(slots.map((s) => [s.name, s])) };
 }
 
-/** The slot of `role` in `layer` (null for the model-level ones), or undefined when the model has none. */
+/**
+ * The slot of `role` in `layer` (null for the model-level ones), or undefined when the model has none.
+ *
+ * @example
+ * ```ts
+ * const q = findSlot(parameterLayout(config), "q_proj", 0); // model.layers.0.self_attn.q_proj.weight
+ * ```
+ */
 export function findSlot(
   layout: ParameterLayout,
   role: ParameterRole,

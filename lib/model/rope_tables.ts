@@ -5,7 +5,14 @@ import { headBases, type ModelConfig } from "../checkpoint/model_config.ts";
 import type { Engine } from "../engine/engine.ts";
 import type { RopeTables } from "./decoder.ts";
 
-/** inv_freq[h][i] = bases[h] ** (-2i / R) for i < R/2, computed in f64 and rounded to f32. */
+/**
+ * inv_freq[h][i] = bases[h] ** (-2i / R) for i < R/2, computed in f64 and rounded to f32.
+ *
+ * @example
+ * ```ts
+ * inverseFrequencies([10000, 500000], 4); // [1, 0.01, 1, 0.0014142...]
+ * ```
+ */
 export function inverseFrequencies(bases: readonly number[], rotaryDim: number): Float32Array {
   const half = rotaryDim / 2;
   const table = new Float32Array(bases.length * half);

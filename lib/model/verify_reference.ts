@@ -38,7 +38,14 @@ export interface ReferenceReport {
   passed: boolean;
 }
 
-/** max |a - b| / max |b| (Infinity on NaN). */
+/**
+ * max |a - b| / max |b| (Infinity on NaN; the plain max |a - b| when b is all zero).
+ *
+ * @example
+ * ```ts
+ * maxRelativeError([1, 2.002], [1, 2]); // 0.001
+ * ```
+ */
 export function maxRelativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
   let diff = 0, scale = 0;
   for (let i = 0; i < expected.length; i++) {
@@ -49,7 +56,14 @@ export function maxRelativeError(actual: ArrayLike<number>, expected: ArrayLike<
   return scale === 0 ? diff : diff / scale;
 }
 
-/** Reads and checks a case's meta.json. */
+/**
+ * Reads and checks a case's meta.json; ConfigError names a missing or wrong field.
+ *
+ * @example
+ * ```ts
+ * const meta = await readReferenceMeta("fixtures/golden/llama_mha/meta.json"); // meta.kBases: 4 bases
+ * ```
+ */
 export async function readReferenceMeta(path: string): Promise<ReferenceMeta> {
   let raw: Record<string, unknown>;
   try {
