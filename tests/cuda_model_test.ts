@@ -1,24 +1,55 @@
-// The CUDA engine under the real model: both golden cases through verifyReference (and the CLI's
-// `verify-reference --device cuda`), and a 100-step training run on the GPU that follows the CPU
-// run's loss curve from the same init and data. GPU only.
+// The CUDA engine under the real model: both golden cases through verifyReference in f32 and bf16
+// (also through openEngine("cuda"), the path of `--device cuda`), 100-step training runs on the GPU
+// that follow the CPU run's loss curve from the same init and data, and train() on device cuda.
+// GPU only.
 
 import { CpuEngine } from "../lib/engine/cpu/mod.ts";
 import type { Engine } from "../lib/engine/engine.ts";
 import { loadModel } from "../lib/model/load.ts";
+import type { Precision } from "../lib/model/model.ts";
 import { verifyReference } from "../lib/model/verify_reference.ts";
 import { AdamW } from "../lib/train/optimizer.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { cudaEngine, GPU_TEST } from "./cuda_compare.ts";
-import { PROJECT_ROOT, runHarpe } from "./harness.ts";
+import { PROJECT_ROOT, withTempDir } from "./harness.ts";
+import { loadTokenizer, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts";
+import { parseTrainConfig, readLog, train } from "../lib/train/mod.ts";
+import { openEngine } from "../lib/engine/open.ts";
 
 const GOLDEN = ["llama_mha", "llama_gqa_tied_bf16_sharded"];
 /** Steps of the loss-curve comparison. */
 const STEPS = 100;
 /** Largest accepted |loss_cuda - loss_cpu| at any step: f32 on both sides; the runs start equal to
- * ~1e-6 and drift apart only through rounding amplified by 100 optimizer steps. */
-const LOSS_CURVE_TOLERANCE = 5e-3;
+ * ~1e-6 and drift apart only through rounding amplified by 100 optimizer steps (seen: 1.2e-5). */
+const LOSS_CURVE_TOLERANCE = 1e-3;
+
+/** Golden tolerances in bf16 precision (bf16 activations and working weights): bf16 keeps 8 bits, so
+ * each stored activation is off by up to 2^-9 relative, and the golden models' deliberately sharp
+ * attention amplifies that; the CPU engine's bf16 emulation shows errors of the same size. */
+const BF16_GOLDEN_TOLERANCES = { logits: 1e-1, gradients: 3e-1 };
+/** Largest accepted |loss_cuda_bf16 - loss_cpu_f32| at any step of the loss curve. */
+const BF16_LOSS_CURVE_TOLERANCE = 5e-2;
 
 for (const name of GOLDEN) {
+  Deno.test({
+    name: `cuda golden ${name} in bf16 precision: within the bf16 tolerances, like the CPU's bf16 emulation`,
+    ...GPU_TEST,
+    async fn() {
+      const dir = `${PROJECT_ROOT}fixtures/golden/${name}`;
+      const options = { precision: "bf16" as const, tolerances: BF16_GOLDEN_TOLERANCES };
+      const gpu = await verifyReference(dir, { engine: await cudaEngine(), ...options });
+      const cpu = await verifyReference(dir, { engine: new CpuEngine(), ...options });
+      console.log(
+        `${name} bf16: cuda logits ${gpu.logitsHarpe.toExponential(2)}, loss ${gpu.loss.toExponential(2)}, ` +
+          `max grad ${gpu.maxGradient.toExponential(2)}; cpu bf16 logits ${
+            cpu.logitsHarpe.toExponential(2)
+          }, ` +
+          `loss ${cpu.loss.toExponential(2)}, max grad ${cpu.maxGradient.toExponential(2)}`,
+      );
+      assert(gpu.passed, `golden case ${name} failed on cuda in bf16: ${JSON.stringify(gpu)}`);
+    },
+  });
+
   Deno.test({
     name: `cuda golden ${name}: logits, loss and every gradient within the CPU tolerances (f32)`,
     ...GPU_TEST,
@@ -36,19 +67,17 @@ for (const name of GOLDEN) {
 }
 
 Deno.test({
-  name: "cuda: harpe verify-reference --device cuda passes on a golden case",
+  name: "cuda: openEngine('cuda') (what --device cuda calls) opens the CUDA engine and passes a golden case",
   ...GPU_TEST,
   async fn() {
-    const result = await runHarpe([
-      "verify-reference",
-      "fixtures/golden/llama_mha",
-      "--device",
-      "cuda",
-      "--json",
-    ]);
-    assertEquals(result.code, 0, result.stderr);
-    const report = JSON.parse(result.stdout);
-    assert(report.passed && String(report.device).startsWith("cuda"), result.stdout);
+    const engine = await openEngine("cuda");
+    try {
+      assert(engine.name.startsWith("cuda:"), engine.name);
+      const report = await verifyReference(`${PROJECT_ROOT}fixtures/golden/llama_mha`, { engine });
+      assert(report.passed, JSON.stringify(report));
+    } finally {
+      engine.dispose();
+    }
   },
 });
 
@@ -60,8 +89,13 @@ async function corpusBatches(batch: number, seq: number): Promise<Int32Array> {
   return Int32Array.from(text.slice(0, STEPS * batch * seq + 1));
 }
 
-async function lossCurve(engine: Engine, data: Int32Array, batch: number, seq: number): Promise<number[]> {
-  const model = await loadModel(engine, `${PROJECT_ROOT}fixtures/tiny`);
+async function lossCurve(
+  engine: Engine,
+  data: Int32Array,
+  shape: { batch: number; seq: number; precision: Precision },
+): Promise<number[]> {
+  const { batch, seq, precision } = shape;
+  const model = await loadModel(engine, `${PROJECT_ROOT}fixtures/tiny`, { precision });
   const opt = new AdamW(engine, model.layout, model, {
     beta1: 0.9,
     beta2: 0.95,
@@ -87,21 +121,78 @@ async function lossCurve(engine: Engine, data: Int32Array, batch: number, seq: n
   return losses;
 }
 
+const [BATCH, SEQ] = [4, 32];
+let cpuCurve: Promise<number[]> | null = null;
+/** The CPU f32 reference curve, computed once per file. */
+async function cpuLossCurve(): Promise<number[]> {
+  cpuCurve ??= corpusBatches(BATCH, SEQ).then((data) =>
+    lossCurve(new CpuEngine(), data, { batch: BATCH, seq: SEQ, precision: "f32" })
+  );
+  return await cpuCurve;
+}
+
+for (
+  const [precision, tolerance] of [["f32", LOSS_CURVE_TOLERANCE], [
+    "bf16",
+    BF16_LOSS_CURVE_TOLERANCE,
+  ]] as const
+) {
+  Deno.test({
+    name: `cuda: ${STEPS} training steps in ${precision} follow the CPU f32 loss curve (same init and data)`,
+    ...GPU_TEST,
+    async fn() {
+      const data = await corpusBatches(BATCH, SEQ);
+      const cpu = await cpuLossCurve();
+      const gpu = await lossCurve(await cudaEngine(), data, { batch: BATCH, seq: SEQ, precision });
+      const gaps = cpu.map((l, i) => Math.abs(l - gpu[i]));
+      const worst = Math.max(...gaps);
+      console.log(
+        `${precision}: loss cpu ${cpu[0].toFixed(4)} -> ${cpu[STEPS - 1].toFixed(4)}, cuda ${
+          gpu[0].toFixed(4)
+        } -> ` +
+          `${gpu[STEPS - 1].toFixed(4)}, max gap ${worst.toExponential(2)} at step ${
+            gaps.indexOf(worst) + 1
+          }`,
+      );
+      assert(cpu[STEPS - 1] < cpu[0] - 1, "the CPU run did not learn, so the comparison says little");
+      assert(worst <= tolerance, `loss curves differ by ${worst} (> ${tolerance})`);
+    },
+  });
+}
+
 Deno.test({
-  name: `cuda: ${STEPS} training steps follow the CPU loss curve (same init and data)`,
+  name: "cuda: train() with device cuda runs the loop, writes the log and a checkpoint",
   ...GPU_TEST,
   async fn() {
-    const [batch, seq] = [4, 32];
-    const data = await corpusBatches(batch, seq);
-    const cpu = await lossCurve(new CpuEngine(), data, batch, seq);
-    const gpu = await lossCurve(await cudaEngine(), data, batch, seq);
-    const gaps = cpu.map((l, i) => Math.abs(l - gpu[i]));
-    const worst = Math.max(...gaps);
-    console.log(
-      `loss cpu ${cpu[0].toFixed(4)} -> ${cpu[STEPS - 1].toFixed(4)}, cuda ${gpu[0].toFixed(4)} -> ` +
-        `${gpu[STEPS - 1].toFixed(4)}, max gap ${worst.toExponential(2)} at step ${gaps.indexOf(worst) + 1}`,
-    );
-    assert(cpu[STEPS - 1] < cpu[0] - 1, "the CPU run did not learn, so the comparison says little");
-    assert(worst <= LOSS_CURVE_TOLERANCE, `loss curves differ by ${worst} (> ${LOSS_CURVE_TOLERANCE})`);
+    await withTempDir(async (dir) => {
+      const tokenizer = await loadTokenizer(`${PROJECT_ROOT}fixtures/tiny/tokenizer.json`);
+      const data = await tokenizeFiles(
+        [`${PROJECT_ROOT}fixtures/corpus/1790_george_washington_n.txt`],
+        tokenizer,
+      );
+      await writeTokenFile(`${dir}/train.tokens`, data, {
+        tokenizer: "tiny",
+        tokenizerSha256: tokenizer.sha256,
+        vocabSize: tokenizer.vocabSize,
+        eosId: tokenizer.eosId,
+      });
+      const config = parseTrainConfig({
+        model: `${PROJECT_ROOT}fixtures/tiny`,
+        data: `${dir}/train.tokens`,
+        out: `${dir}/run`,
+        seq_len: 32,
+        batch: 2,
+        steps: 12,
+        optimizer: { lr: 3e-3 },
+        checkpoint: { every: 6 },
+        device: "cuda",
+      });
+      const summary = await train(config, { progress: false });
+      assertEquals(summary.steps, 12);
+      const log = await readLog(`${dir}/run/log.jsonl`);
+      assertEquals(log.length, 12);
+      assert(log[11].loss < log[0].loss, `loss did not fall: ${log[0].loss} -> ${log[11].loss}`);
+      assert((await Deno.stat(summary.checkpoint)).isDirectory);
+    });
   },
 });

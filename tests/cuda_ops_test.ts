@@ -1,5 +1,7 @@
 // Per-op checks of the CUDA engine against the CPU engine, forward and backward, in f32 and in bf16
-// (bf16-rounded inputs for both; f32 accumulation), on fresh random inputs each run. GPU only.
+// (bf16-rounded inputs for both; f32 accumulation), on fresh random inputs each run. Sizes cover both
+// the 16-byte vectorized paths (multiples of 8, aligned) and the scalar ones (odd sizes, offset views).
+// GPU only.
 
 import { IGNORE_INDEX } from "../lib/engine/engine.ts";
 import { UnsupportedError } from "../lib/errors.ts";
@@ -15,7 +17,7 @@ function gpuTest(name: string, fn: (mode: "f32" | "bf16") => Promise<void>): voi
 }
 
 gpuTest("copy, add, scale, fill", async (mode) => {
-  const n = 1000;
+  const n = 1003;
   await compareOp(mode, {
     x: { shape: [n], data: randn(n) },
     y: { shape: [n], kind: "f32", data: randn(n), check: true },
@@ -27,6 +29,7 @@ gpuTest("copy, add, scale, fill", async (mode) => {
     e.copy({ out: t.y, x: t.x });
     e.add({ out: t.sum, a: t.a, b: t.b });
     e.scale({ x: t.sum, alpha: -0.75 });
+    e.scale({ x: e.view(t.sum, [n - 1], 1), alpha: 1.5 });
     e.fill({ out: t.filled, value: 1.25 });
   }, TOLERANCE[mode]);
 });
@@ -49,34 +52,37 @@ gpuTest("matmul with transposes and accumulation", async (mode) => {
 });
 
 gpuTest("bias add and bias gradient", async (mode) => {
-  const [rows, x] = [33, 70];
-  await compareOp(mode, {
-    out: { shape: [rows, x], data: randn(rows * x), check: true },
-    bias: { shape: [x], data: randn(x) },
-    dout: { shape: [rows, x], data: randn(rows * x) },
-    dbias: { shape: [x], kind: "f32", data: randn(x), check: true },
-  }, (e, t) => {
-    e.biasAdd({ out: t.out, bias: t.bias });
-    e.biasBackward({ dbias: t.dbias, dout: t.dout });
-  }, TOLERANCE[mode]);
+  for (const [rows, x] of [[33, 70], [300, 64]]) {
+    await compareOp(mode, {
+      out: { shape: [rows, x], data: randn(rows * x), check: true },
+      bias: { shape: [x], data: randn(x) },
+      dout: { shape: [rows, x], data: randn(rows * x) },
+      dbias: { shape: [x], kind: "f32", data: randn(x), check: true },
+    }, (e, t) => {
+      e.biasAdd({ out: t.out, bias: t.bias });
+      e.biasBackward({ dbias: t.dbias, dout: t.dout });
+    }, TOLERANCE[mode]);
+  }
 });
 
 gpuTest("embedding forward and backward", async (mode) => {
-  const [n, v, c] = [41, 13, 24]; // more rows than tokens: repeated ids accumulate
-  await compareOp(mode, {
-    table: { shape: [v, c], data: randn(v * c) },
-    tokens: { shape: [n], kind: "i32", data: randint(n, v) },
-    out: { shape: [n, c], data: randn(n * c), check: true },
-    dout: { shape: [n, c], data: randn(n * c) },
-    dtable: { shape: [v, c], kind: "f32", data: randn(v * c), check: true },
-  }, (e, t) => {
-    e.embeddingForward({ out: t.out, table: t.table, tokens: t.tokens });
-    e.embeddingBackward({ dtable: t.dtable, dout: t.dout, tokens: t.tokens });
-  }, TOLERANCE[mode]);
+  // more rows than tokens: repeated ids accumulate; c = 24 vectorized, c = 20 scalar
+  for (const [n, v, c] of [[41, 13, 24], [17, 5, 20]]) {
+    await compareOp(mode, {
+      table: { shape: [v, c], data: randn(v * c) },
+      tokens: { shape: [n], kind: "i32", data: randint(n, v) },
+      out: { shape: [n, c], data: randn(n * c), check: true },
+      dout: { shape: [n, c], data: randn(n * c) },
+      dtable: { shape: [v, c], kind: "f32", data: randn(v * c), check: true },
+    }, (e, t) => {
+      e.embeddingForward({ out: t.out, table: t.table, tokens: t.tokens });
+      e.embeddingBackward({ dtable: t.dtable, dout: t.dout, tokens: t.tokens });
+    }, TOLERANCE[mode]);
+  }
 });
 
 gpuTest("rmsnorm forward and backward (layer rows and q/k-norm rows)", async (mode) => {
-  for (const [rows, x] of [[13, 80], [300, 16], [3, 2048]]) {
+  for (const [rows, x] of [[13, 80], [300, 16], [3, 2048], [7, 30]]) {
     await compareOp(mode, {
       x: { shape: [rows, x], data: randn(rows * x, 3) },
       weight: { shape: [x], data: randn(x) },
@@ -101,8 +107,9 @@ gpuTest("rmsnorm forward and backward (layer rows and q/k-norm rows)", async (mo
 });
 
 gpuTest("per-head rope forward and backward (kv and query granularity, partial rotary)", async (mode) => {
-  const rows = 11, d = 16, rotary = 12;
-  for (const [ho, hx] of [[4, 4], [8, 2]]) {
+  const rows = 11;
+  // [Ho, Hx, D, R]: R/2 = 6 takes the scalar path, R/2 = 8 and 16 the 8-pair one.
+  for (const [ho, hx, d, rotary] of [[4, 4, 16, 12], [8, 2, 16, 12], [4, 4, 32, 16], [8, 2, 32, 32]]) {
     const bases = Array.from({ length: ho }, () => 10 ** (4 + 3 * Math.random()));
     const invFreq = new Float32Array(ho * rotary / 2);
     bases.forEach((base, h) => {
@@ -168,34 +175,35 @@ gpuTest("swiglu forward and backward", async (mode) => {
 });
 
 gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", async (mode) => {
-  const [n, c, v] = [23, 24, 50];
-  const targets = randint(n, v);
-  targets[3] = IGNORE_INDEX;
-  targets[n - 1] = IGNORE_INDEX;
-  await compareOp(mode, {
-    hidden: { shape: [n, c], data: randn(n * c) },
-    weight: { shape: [v, c], data: randn(v * c) },
-    targets: { shape: [n], kind: "i32", data: targets },
-    losses: { shape: [n], kind: "f32", data: randn(n), check: true },
-    dhidden: { shape: [n, c], data: randn(n * c), check: true },
-    dweight: { shape: [v, c], kind: "f32", data: randn(v * c), check: true },
-    lossesOnly: { shape: [n], kind: "f32", data: randn(n), check: true },
-  }, (e, t) => {
-    e.crossEntropy({
-      losses: t.losses,
-      hidden: t.hidden,
-      weight: t.weight,
-      targets: t.targets,
-      dhidden: t.dhidden,
-      dweight: t.dweight,
-      scale: 1 / 21,
-    });
-    e.crossEntropy({ losses: t.lossesOnly, hidden: t.hidden, weight: t.weight, targets: t.targets });
-  }, TOLERANCE[mode]);
+  for (const [n, c, v] of [[23, 24, 50], [16, 32, 64]]) {
+    const targets = randint(n, v);
+    targets[3] = IGNORE_INDEX;
+    targets[n - 1] = IGNORE_INDEX;
+    await compareOp(mode, {
+      hidden: { shape: [n, c], data: randn(n * c) },
+      weight: { shape: [v, c], data: randn(v * c) },
+      targets: { shape: [n], kind: "i32", data: targets },
+      losses: { shape: [n], kind: "f32", data: randn(n), check: true },
+      dhidden: { shape: [n, c], data: randn(n * c), check: true },
+      dweight: { shape: [v, c], kind: "f32", data: randn(v * c), check: true },
+      lossesOnly: { shape: [n], kind: "f32", data: randn(n), check: true },
+    }, (e, t) => {
+      e.crossEntropy({
+        losses: t.losses,
+        hidden: t.hidden,
+        weight: t.weight,
+        targets: t.targets,
+        dhidden: t.dhidden,
+        dweight: t.dweight,
+        scale: 1 / 21,
+      });
+      e.crossEntropy({ losses: t.lossesOnly, hidden: t.hidden, weight: t.weight, targets: t.targets });
+    }, TOLERANCE[mode]);
+  }
 });
 
 gpuTest("sum of squares and AdamW", async (mode) => {
-  const n = 5000;
+  const n = 5003;
   await compareOp(mode, {
     grad: { shape: [n], data: randn(n) },
     norm: { shape: [1], kind: "f32", data: new Float32Array([2.5]), check: true },

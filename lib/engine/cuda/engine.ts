@@ -11,6 +11,8 @@ import type { KernelArg } from "./ffi/args.ts";
 
 /** Threads per block of elementwise kernels. */
 const BLOCK = 256;
+/** Elements one thread of a vectorized kernel handles per access (16 bytes of bf16). */
+const VEC = 8;
 /** Resident blocks per multiprocessor that grid-stride kernels aim for. */
 const BLOCKS_PER_SM = 16;
 /** Rows each block of a column-sum kernel (bias and RMSNorm weight gradients) adds up. */
@@ -265,7 +267,9 @@ export class CudaEngine implements Engine {
       `out (${o.size}) is not rows of bias (${w.size})`,
     );
     const name = `bias_add_${floatType("biasAdd", "out", o)}_${floatType("biasAdd", "bias", w)}`;
-    this.#grid(name, o.size, [o.pointer, w.pointer, i64(o.size), { i32: w.size }]);
+    if (o.size > 0) {
+      this.device.launch(name, o.size / w.size, rowThreads(w.size), [o.pointer, w.pointer, { i32: w.size }]);
+    }
   }
 
   biasBackward({ dbias, dout }: { dbias: Tensor; dout: Tensor }): void {
@@ -276,10 +280,8 @@ export class CudaEngine implements Engine {
       `column_sum_${floatType(op, "dbias", g)}_${floatType(op, "dout", d)}`,
       g.size,
       d.size / g.size,
-      [
-        g.pointer,
-        d.pointer,
-      ],
+      [g.pointer, d.pointer],
+      [d.pointer],
     );
   }
 
@@ -292,7 +294,11 @@ export class CudaEngine implements Engine {
     expectDType(op, "tokens", ids, "i32");
     expectSize(op, "out", o, ids.size * c);
     const name = `embedding_fwd_${floatType(op, "out", o)}_${floatType(op, "table", w)}`;
-    this.#grid(name, o.size, [o.pointer, w.pointer, ids.pointer, i64(o.size), { i32: c }, { i32: v }]);
+    if (ids.size > 0) {
+      this.device.launch(name, ids.size, rowThreads(c), [o.pointer, w.pointer, ids.pointer, { i32: c }, {
+        i32: v,
+      }]);
+    }
   }
 
   embeddingBackward({ dtable, dout, tokens }: { dtable: Tensor; dout: Tensor; tokens: Tensor }): void {
@@ -304,7 +310,9 @@ export class CudaEngine implements Engine {
     expectDType(op, "tokens", ids, "i32");
     expectSize(op, "dout", d, ids.size * c);
     const name = `embedding_bwd_${floatType(op, "dtable", g)}_${floatType(op, "dout", d)}`;
-    this.#grid(name, d.size, [g.pointer, d.pointer, ids.pointer, i64(d.size), { i32: c }, { i32: v }]);
+    if (ids.size > 0) {
+      this.device.launch(name, ids.size, BLOCK, [g.pointer, d.pointer, ids.pointer, { i32: c }, { i32: v }]);
+    }
   }
 
   // ---- normalization -----------------------------------------------------------------------------
@@ -366,7 +374,7 @@ export class CudaEngine implements Engine {
       dout,
       x,
       rstd,
-    ]);
+    ], [dout, x]);
   }
 
   // ---- rotary position embedding -----------------------------------------------------------------
@@ -377,8 +385,9 @@ export class CudaEngine implements Engine {
     const op = "ropeForward";
     const dims = this.#ropeDims(op, { heads: out, shared: x, invFreq, positions });
     const act = sameFloatType(op, { out, x });
-    const total = dims.rows * dims.ho * (dims.d - dims.half);
-    this.#grid(`rope_fwd_${act}`, total, [
+    const vec = ropeVectorized(dims, [this.#p(op, "out", out), this.#p(op, "x", x)]);
+    const units = dims.rows * dims.ho * (dims.d - dims.half) / (vec ? VEC : 1);
+    this.#units(`rope_fwd_${act}`, units, [
       this.#p(op, "out", out),
       this.#p(op, "x", x),
       this.#p(op, "invFreq", invFreq),
@@ -388,6 +397,7 @@ export class CudaEngine implements Engine {
       { i32: dims.hx },
       { i32: dims.d },
       { i32: 2 * dims.half },
+      { i32: vec ? 1 : 0 },
     ]);
   }
 
@@ -397,8 +407,9 @@ export class CudaEngine implements Engine {
     const op = "ropeBackward";
     const dims = this.#ropeDims(op, { heads: dout, shared: dx, invFreq, positions });
     const act = sameFloatType(op, { dx, dout });
-    const total = dims.rows * dims.hx * (dims.d - dims.half);
-    this.#grid(`rope_bwd_${act}`, total, [
+    const vec = ropeVectorized(dims, [this.#p(op, "dx", dx), this.#p(op, "dout", dout)]);
+    const units = dims.rows * dims.hx * (dims.d - dims.half) / (vec ? VEC : 1);
+    this.#units(`rope_bwd_${act}`, units, [
       this.#p(op, "dx", dx),
       this.#p(op, "dout", dout),
       this.#p(op, "invFreq", invFreq),
@@ -408,6 +419,7 @@ export class CudaEngine implements Engine {
       { i32: dims.hx },
       { i32: dims.d },
       { i32: 2 * dims.half },
+      { i32: vec ? 1 : 0 },
     ]);
   }
 
@@ -584,6 +596,7 @@ export class CudaEngine implements Engine {
         { i32: v },
         { f32: args.scale ?? 1 },
         { i32: wantGrad ? 1 : 0 },
+        { i32: v % 4 === 0 && aligned([logits.pointer, dlogits.pointer]) ? 1 : 0 },
       ]);
       if (dhidden) {
         blas.matmul(
@@ -682,24 +695,38 @@ export class CudaEngine implements Engine {
     return this.#t(op, name, tensor).pointer;
   }
 
-  /** Launches a grid-stride kernel over `n` elements. */
+  /** Launches an elementwise kernel over `n` elements (threads take VEC elements at a time). */
   #grid(name: string, n: number, args: KernelArg[]): void {
+    if (n === 0) return;
+    const blocks = Math.min(Math.ceil(n / VEC / BLOCK), this.device.info.multiprocessors * BLOCKS_PER_SM);
+    this.device.launch(name, blocks, BLOCK, args);
+  }
+
+  /** Launches a grid-stride kernel with one thread per unit of work. */
+  #units(name: string, n: number, args: KernelArg[]): void {
     if (n === 0) return;
     const blocks = Math.min(Math.ceil(n / BLOCK), this.device.info.multiprocessors * BLOCKS_PER_SM);
     this.device.launch(name, blocks, BLOCK, args);
   }
 
-  /** Launches a column-sum kernel: args, then rows, width, rows per block. */
-  #columnSum(name: string, width: number, rows: number, args: KernelArg[]): void {
+  /** Launches a column-sum kernel: args, then rows, width, rows per block and whether each thread
+   * takes VEC columns (when the [rows, width] inputs `rowPointers` allow 16-byte accesses). */
+  #columnSum(name: string, width: number, rows: number, args: KernelArg[], rowPointers: bigint[]): void {
     if (rows === 0 || width === 0) return;
+    const vec = width % VEC === 0 && aligned(rowPointers);
+    const columns = vec ? width / VEC : width;
     const grid: [number, number, number] = [
-      Math.ceil(width / BLOCK),
+      Math.ceil(columns / BLOCK),
       Math.ceil(rows / ROWS_PER_COLUMN_BLOCK),
       1,
     ];
-    this.device.launch(name, grid, BLOCK, [...args, { i32: rows }, { i32: width }, {
-      i32: ROWS_PER_COLUMN_BLOCK,
-    }]);
+    this.device.launch(name, grid, BLOCK, [
+      ...args,
+      { i32: rows },
+      { i32: width },
+      { i32: ROWS_PER_COLUMN_BLOCK },
+      { i32: vec ? 1 : 0 },
+    ]);
   }
 
   #normRows(op: string, x: Tensor, weight: Tensor, rstd: Tensor): number {
@@ -773,6 +800,16 @@ function attentionArgs(dims: AttentionDims): KernelArg[] {
     { i32: dims.d },
     { f32: 1 / Math.sqrt(dims.d) },
   ];
+}
+
+/** True when every pointer allows 16-byte accesses. */
+function aligned(pointers: bigint[]): boolean {
+  return pointers.every((p) => (p & 15n) === 0n);
+}
+
+/** Whether the rope kernels can take 8 pairs per thread: R/2, D - R and D multiples of 8, aligned. */
+function ropeVectorized(dims: { d: number; half: number }, pointers: bigint[]): boolean {
+  return dims.half % VEC === 0 && (dims.d - 2 * dims.half) % VEC === 0 && aligned(pointers);
 }
 
 function matrixDims(name: string, t: Tensor): [number, number] {

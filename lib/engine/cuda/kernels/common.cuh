@@ -65,8 +65,62 @@ __device__ __forceinline__ float block_max(float v) {
   return warp_max(lane < warps ? partial[lane] : -F32_INFINITY);
 }
 
+/** 16 bytes: the widest plain load/store (8 bf16 or 4 f32). */
+struct alignas(16) u32x4 {
+  unsigned x, y, z, w;
+};
+/** True when `p` may be read or written 16 bytes at a time. */
+#define ALIGNED16(p) ((((unsigned long long)(p)) & 15ull) == 0)
+
+/** Loads 8 consecutive elements widened to f32 (16-byte aligned). */
+__device__ __forceinline__ void ld8(const bf16* p, float* v) {
+  const u32x4 u = *reinterpret_cast<const u32x4*>(p);
+  const unsigned w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int k = 0; k < 4; k++) {
+    v[2 * k] = __uint_as_float(w[k] << 16);
+    v[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+  }
+}
+__device__ __forceinline__ void ld8(const float* p, float* v) {
+  const u32x4 a = *reinterpret_cast<const u32x4*>(p), b = *reinterpret_cast<const u32x4*>(p + 4);
+  v[0] = __uint_as_float(a.x), v[1] = __uint_as_float(a.y), v[2] = __uint_as_float(a.z), v[3] = __uint_as_float(a.w);
+  v[4] = __uint_as_float(b.x), v[5] = __uint_as_float(b.y), v[6] = __uint_as_float(b.z), v[7] = __uint_as_float(b.w);
+}
+/** Stores 8 consecutive f32 values, rounded to the element type (16-byte aligned). */
+__device__ __forceinline__ void st8(bf16* p, const float* v) {
+  unsigned w[4];
+#pragma unroll
+  for (int k = 0; k < 4; k++) w[k] = (unsigned)f32_to_bf16_bits(v[2 * k]) | ((unsigned)f32_to_bf16_bits(v[2 * k + 1]) << 16);
+  u32x4 u;
+  u.x = w[0], u.y = w[1], u.z = w[2], u.w = w[3];
+  *reinterpret_cast<u32x4*>(p) = u;
+}
+__device__ __forceinline__ void st8(float* p, const float* v) {
+  u32x4 a, b;
+  a.x = __float_as_uint(v[0]), a.y = __float_as_uint(v[1]), a.z = __float_as_uint(v[2]), a.w = __float_as_uint(v[3]);
+  b.x = __float_as_uint(v[4]), b.y = __float_as_uint(v[5]), b.z = __float_as_uint(v[6]), b.w = __float_as_uint(v[7]);
+  *reinterpret_cast<u32x4*>(p) = a;
+  *reinterpret_cast<u32x4*>(p + 4) = b;
+}
+
 /** Grid-stride loop over i in [0, n). */
 #define GRID_LOOP(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
+
+/**
+ * Runs `body8(i)` on elements i..i+7 (when `aligned`: every pointer 16-byte aligned) and `body1(i)` on
+ * single elements (the tail, or everything when not aligned), grid-stride.
+ */
+template <typename Body8, typename Body1>
+__device__ __forceinline__ void elementwise(i64 n, bool aligned, Body8 body8, Body1 body1) {
+  i64 done = 0;
+  if (aligned) {
+    const i64 chunks = n >> 3;
+    GRID_LOOP(c, chunks) body8(c << 3);
+    done = chunks << 3;
+  }
+  for (i64 i = done + (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) body1(i);
+}
 
 /** Instantiate macro M for each dtype combination of 1, 2 or 3 tensors: M(suffix..., type...). */
 #define EACH1(M) M(f32, float) M(bf16, bf16)
