@@ -1,7 +1,7 @@
 // Runs an evaluation grid over checkpoints: perplexity vs length, passkey, or the NIAH tasks. Every
 // finished cell goes to results.jsonl at once (so a rerun skips it), with a progress line on stderr.
 
-import { ConfigError, PathError } from "../errors.ts";
+import { ConfigError, PathError, ShapeError } from "../errors.ts";
 import type { Engine, TensorDType } from "../engine/engine.ts";
 import { IGNORE_INDEX } from "../engine/engine.ts";
 import { Rng } from "../data/rng.ts";
@@ -75,9 +75,7 @@ export function runTasks(options: Pick<EvalOptions, "task" | "niahTasks">): stri
 export function cellVariant(options: EvalOptions, checkpoint: string): string {
   const tokenizer = options.tokenizer ?? `${checkpoint}/tokenizer.json`;
   if (options.task === "ppl") {
-    return `data=${options.data};stride=${options.stride ?? DEFAULT_PPL_STRIDE};text=${
-      textTokens(options)
-    };tok=${tokenizer}`;
+    return `data=${options.data};stride=${options.stride ?? DEFAULT_PPL_STRIDE};text=${textTokens(options)}`;
   }
   const extra = options.task === "passkey"
     ? `digits=${options.passkeyDigits ?? PASSKEY_DIGITS}`
@@ -119,7 +117,7 @@ function checkOptions(checkpoints: string[], options: EvalOptions): void {
 }
 
 /** The evaluation text of perplexity: documents back to back with EOS after each, as training sees them. */
-async function readStream(path: string): Promise<{ tokens: Uint32Array; eosId: number }> {
+async function readStream(path: string): Promise<{ tokens: Uint32Array; vocabSize: number }> {
   const file = await readTokenFile(path);
   const documents = file.docOffsets.length - 1;
   const out = new Uint32Array(file.tokens.length + documents);
@@ -129,7 +127,7 @@ async function readStream(path: string): Promise<{ tokens: Uint32Array; eosId: n
     at += file.docOffsets[d + 1] - file.docOffsets[d];
     out[at++] = file.info.eosId;
   }
-  return { tokens: out, eosId: file.info.eosId };
+  return { tokens: out, vocabSize: file.info.vocabSize };
 }
 
 /**
@@ -170,8 +168,14 @@ export async function runEval(checkpoints: string[], options: EvalOptions): Prom
     if (mine.length === 0) continue;
     const model = await loadModel(options.engine, checkpoint);
     try {
-      const codec = await openCodec(checkpoint, options.tokenizer);
-      checkCodecFits(codec, model.config.vocabSize, "The pass key is 0123456789. What is it?");
+      const codec = stream ? undefined : await openCodec(checkpoint, options.tokenizer);
+      if (codec) checkCodecFits(codec, model.config.vocabSize, "The pass key is 0123456789. What is it?");
+      if (stream && stream.vocabSize > model.config.vocabSize) {
+        throw new ShapeError(
+          `Token file "${options.data}" has a vocabulary of ${stream.vocabSize}, "${checkpoint}" only ${model.config.vocabSize}`,
+          { file: options.data, hint: "tokenize the data with the checkpoint's tokenizer" },
+        );
+      }
       const variant = cellVariant(options, checkpoint);
       for (const cell of mine) {
         progress.set(
@@ -179,9 +183,9 @@ export async function runEval(checkpoints: string[], options: EvalOptions): Prom
           `${checkpoint} ${cell.task} ${formatLength(cell.length)}`,
         );
         const started = performance.now();
-        const result = stream
-          ? await pplCell(model, cell, stream.tokens, options)
-          : await needleCell(model, codec, cell, options, sentences);
+        const result = codec
+          ? await needleCell(model, codec, cell, options, sentences)
+          : await pplCell(model, cell, stream!.tokens, options);
         await store.append({ ...cell, variant, ...result, seconds: (performance.now() - started) / 1000 });
         pending.splice(pending.indexOf(cell), 1);
       }
