@@ -8,3 +8,4 @@ export * from "./lib/engine/mod.ts";
 export * from "./lib/model/mod.ts";
 export * from "./lib/data/mod.ts";
 export * from "./lib/train/mod.ts";
+export * from "./lib/eval/mod.ts";
