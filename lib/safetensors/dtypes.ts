@@ -79,11 +79,12 @@ const F32_F16_BIAS_DELTA = 112;
 const BF16_QUIET_BIT = 0x0040;
 const F16_QUIET_BIT = 0x0200;
 
-/** Rounds f32 bit patterns to bf16 bits with round-to-nearest-even; NaN stays a (quiet) NaN. */
+/**
+ * Rounds an f32 bit pattern (as a signed int32) to bf16 bits with round-to-nearest-even; NaN stays a
+ * (quiet) NaN. Signed bits keep every intermediate a small integer, which V8 compiles to integer math.
+ */
 function bf16FromBits(bits: number): number {
-  if ((bits & F32_EXP_MASK) === F32_EXP_MASK && (bits & F32_MANT_MASK) !== 0) {
-    return (bits >>> 16) | BF16_QUIET_BIT;
-  }
+  if ((bits & 0x7fffffff) > F32_EXP_MASK) return ((bits >>> 16) | BF16_QUIET_BIT) & 0xffff;
   return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
@@ -141,61 +142,77 @@ function f16ToF32Table(): Float32Array {
   return f16Table;
 }
 
+/** An output array: `out` when given (it must be at least `length` long), else a new one. */
+function output<T extends Uint16Array | Float32Array>(
+  out: T | undefined,
+  length: number,
+  make: (n: number) => T,
+): T {
+  if (out === undefined) return make(length);
+  if (out.length < length) {
+    throw new RangeError(`Output array holds ${out.length} elements, ${length} needed`);
+  }
+  return out;
+}
+
 /**
- * Rounds f32 values to bf16 (round-to-nearest-even), returning the bf16 bit patterns.
+ * Rounds f32 values to bf16 (round-to-nearest-even), returning the bf16 bit patterns. Pass `out` to
+ * reuse an array (streaming in chunks), else a new one is made.
  *
  * @example
  * ```ts
  * f32ToBf16(new Float32Array([1, -2.5])); // Uint16Array [0x3f80, 0xc020]
  * ```
  */
-export function f32ToBf16(values: Float32Array): Uint16Array {
-  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
-  const out = new Uint16Array(values.length);
+export function f32ToBf16(values: Float32Array, out?: Uint16Array): Uint16Array {
+  const bits = new Int32Array(values.buffer, values.byteOffset, values.length);
+  out = output(out, values.length, (n) => new Uint16Array(n));
   for (let i = 0; i < bits.length; i++) out[i] = bf16FromBits(bits[i]);
   return out;
 }
 
 /**
- * Widens bf16 bit patterns to f32 (exact).
+ * Widens bf16 bit patterns to f32 (exact). Pass `out` to reuse an array.
  *
  * @example
  * ```ts
  * bf16ToF32(new Uint16Array([0x3f80])); // Float32Array [1]
  * ```
  */
-export function bf16ToF32(bits: Uint16Array): Float32Array {
-  const out = new Uint32Array(bits.length);
-  for (let i = 0; i < bits.length; i++) out[i] = bits[i] << 16;
-  return new Float32Array(out.buffer);
+export function bf16ToF32(bits: Uint16Array, out?: Float32Array): Float32Array {
+  out = output(out, bits.length, (n) => new Float32Array(n));
+  const words = new Int32Array(out.buffer, out.byteOffset, bits.length);
+  for (let i = 0; i < bits.length; i++) words[i] = bits[i] << 16;
+  return out;
 }
 
 /**
- * Rounds f32 values to f16 (round-to-nearest-even, overflow to infinity), returning the f16 bits.
+ * Rounds f32 values to f16 (round-to-nearest-even, overflow to infinity), returning the f16 bits. Pass
+ * `out` to reuse an array.
  *
  * @example
  * ```ts
  * f32ToF16(new Float32Array([1, 65520])); // Uint16Array [0x3c00, 0x7c00]
  * ```
  */
-export function f32ToF16(values: Float32Array): Uint16Array {
+export function f32ToF16(values: Float32Array, out?: Uint16Array): Uint16Array {
   const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
-  const out = new Uint16Array(values.length);
+  out = output(out, values.length, (n) => new Uint16Array(n));
   for (let i = 0; i < bits.length; i++) out[i] = f16FromBits(bits[i]);
   return out;
 }
 
 /**
- * Widens f16 bit patterns to f32 (exact).
+ * Widens f16 bit patterns to f32 (exact). Pass `out` to reuse an array.
  *
  * @example
  * ```ts
  * f16ToF32(new Uint16Array([0x3c00])); // Float32Array [1]
  * ```
  */
-export function f16ToF32(bits: Uint16Array): Float32Array {
+export function f16ToF32(bits: Uint16Array, out?: Float32Array): Float32Array {
   const table = f16ToF32Table();
-  const out = new Float32Array(bits.length);
+  out = output(out, bits.length, (n) => new Float32Array(n));
   for (let i = 0; i < bits.length; i++) out[i] = table[bits[i]];
   return out;
 }

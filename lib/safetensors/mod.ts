@@ -21,5 +21,5 @@ export {
   type TensorHeader,
   type TensorInfo,
 } from "./header.ts";
-export { SafetensorsFile } from "./reader.ts";
+export { DEFAULT_CHUNK_BYTES, SafetensorsFile } from "./reader.ts";
 export { SafetensorsWriter, writeSafetensors } from "./writer.ts";

@@ -5,6 +5,9 @@ import { FileFormatError, PathError, ShapeError } from "../errors.ts";
 import { decodeToF32, type TypedTensor, typedView } from "./dtypes.ts";
 import { checkHeaderLength, HEADER_LENGTH_BYTES, parseHeader, type TensorInfo } from "./header.ts";
 
+/** Chunk size of {@link SafetensorsFile.readChunks} when no buffer is given. */
+export const DEFAULT_CHUNK_BYTES = 8 * 2 ** 20;
+
 /** Reads exactly `into.byteLength` bytes at `position`, or fails naming the file if it is shorter. */
 async function readExactly(
   file: Deno.FsFile,
@@ -127,6 +130,17 @@ export class SafetensorsFile {
    */
   async readBytes(name: string, range?: { start: number; end: number }): Promise<Uint8Array> {
     const info = this.info(name);
+    const { start, end } = this.#checkRange(name, info, range);
+    const into = new Uint8Array(end - start);
+    await this.#read(info.offset + start, into);
+    return into;
+  }
+
+  #checkRange(
+    name: string,
+    info: TensorInfo,
+    range?: { start: number; end: number },
+  ): { start: number; end: number } {
     const start = range?.start ?? 0;
     const end = range?.end ?? info.byteLength;
     if (
@@ -140,11 +154,42 @@ export class SafetensorsFile {
         actual: `[${start}, ${end})`,
       });
     }
-    const into = new Uint8Array(end - start);
-    const read = this.#queue.then(() => readExactly(this.file, info.offset + start, into, this.path));
+    return { start, end };
+  }
+
+  /** Reads `into.byteLength` bytes at absolute `position`, after every read queued before it. */
+  #read(position: number, into: Uint8Array): Promise<void> {
+    const read = this.#queue.then(() => readExactly(this.file, position, into, this.path));
     this.#queue = read.catch(() => {});
-    await read;
-    return into;
+    return read;
+  }
+
+  /**
+   * Reads a tensor's bytes (or the byte range `range` of it) in order, in chunks of `buffer`'s size
+   * (default: a new buffer of DEFAULT_CHUNK_BYTES). The buffer is reused for every chunk, so each
+   * yielded view is valid only until the next one is requested; memory stays at one chunk.
+   *
+   * @example
+   * ```ts
+   * const buffer = new Uint8Array(8 << 20);
+   * for await (const chunk of file.readChunks("lm_head.weight", { buffer })) hash.update(chunk);
+   * ```
+   */
+  async *readChunks(
+    name: string,
+    options: { range?: { start: number; end: number }; buffer?: Uint8Array } = {},
+  ): AsyncGenerator<Uint8Array> {
+    const info = this.info(name);
+    const { start, end } = this.#checkRange(name, info, options.range);
+    const buffer = options.buffer ?? new Uint8Array(Math.min(DEFAULT_CHUNK_BYTES, end - start));
+    if (buffer.byteLength === 0 && end > start) {
+      throw new RangeError(`Cannot read "${name}" in chunks of 0 bytes`);
+    }
+    for (let at = start; at < end; at += buffer.byteLength) {
+      const chunk = buffer.subarray(0, Math.min(buffer.byteLength, end - at));
+      await this.#read(info.offset + at, chunk);
+      yield chunk;
+    }
   }
 
   /** The tensor decoded to f32 (any float or integer dtype). */

@@ -81,29 +81,73 @@ export class SafetensorsWriter {
     return new SafetensorsWriter(path, header.tensors, file, done, completion);
   }
 
-  /** Writes the whole data of the next tensor in header order. */
-  async write(name: string, data: Uint8Array): Promise<void> {
+  /** Aborts and throws unless `name` is the next tensor (and `byteLength`, if given, its size). */
+  async #expect(name: string, byteLength?: number): Promise<TensorInfo> {
     const expected = this.infos[this.#next];
-    if (this.#closed || !expected || expected.name !== name || data.byteLength !== expected.byteLength) {
-      const error = new ShapeError(
-        `Cannot write tensor "${name}" to "${this.path}": expected ${
-          expected ? `"${expected.name}" with ${expected.byteLength} bytes` : "no more tensors"
-        }, got ${data.byteLength} bytes`,
-        {
-          file: this.path,
-          tensor: name,
-          expected: expected ? { name: expected.name, byteLength: expected.byteLength } : "finish()",
-          actual: { name, byteLength: data.byteLength },
-        },
-      );
-      await this.abort();
-      throw error;
-    }
+    const sizeOk = byteLength === undefined || byteLength === expected?.byteLength;
+    if (!this.#closed && expected && expected.name === name && sizeOk) return expected;
+    const got = byteLength === undefined ? "" : `, got ${byteLength} bytes`;
+    const error = new ShapeError(
+      `Cannot write tensor "${name}" to "${this.path}": expected ${
+        expected ? `"${expected.name}" with ${expected.byteLength} bytes` : "no more tensors"
+      }${got}`,
+      {
+        file: this.path,
+        tensor: name,
+        expected: expected ? { name: expected.name, byteLength: expected.byteLength } : "finish()",
+        actual: { name, byteLength },
+      },
+    );
+    await this.abort();
+    throw error;
+  }
+
+  async #writeOrAbort(data: Uint8Array): Promise<void> {
     try {
       await writeAll(this.file, data);
     } catch (error) {
       await this.abort();
       throw error;
+    }
+  }
+
+  /** Writes the whole data of the next tensor in header order. */
+  async write(name: string, data: Uint8Array): Promise<void> {
+    await this.#expect(name, data.byteLength);
+    await this.#writeOrAbort(data);
+    this.#next++;
+  }
+
+  /**
+   * Writes the next tensor's data from chunks, in order (memory bounded by a chunk, not the tensor);
+   * their sizes must add up to the tensor's byte length. Each chunk may be reused once written.
+   *
+   * @example
+   * ```ts
+   * await writer.writeChunks("w", source.readChunks("w"));
+   * ```
+   */
+  async writeChunks(name: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void> {
+    const expected = await this.#expect(name);
+    let total = 0;
+    try {
+      for await (const chunk of chunks) {
+        total += chunk.byteLength;
+        if (total > expected.byteLength) break;
+        await writeAll(this.file, chunk);
+      }
+    } catch (error) {
+      await this.abort();
+      throw error;
+    }
+    if (total !== expected.byteLength) {
+      await this.abort();
+      throw new ShapeError(
+        `Cannot write tensor "${name}" to "${this.path}": its chunks hold ${
+          total > expected.byteLength ? "more than" : "only"
+        } ${total} bytes, expected ${expected.byteLength}`,
+        { file: this.path, tensor: name, expected: expected.byteLength, actual: total },
+      );
     }
     this.#next++;
   }

@@ -1,0 +1,143 @@
+// The I/O benchmark (issue 2 item 9): `harpe export --dtype bf16 --shard-size 500MB` of a synthetic
+// >= 2 GB f32 checkpoint against `cp -r` of the same files in the same run: time ratio and peak RSS.
+
+import { formatBytes } from "../../lib/util/progress.ts";
+import { formatTable } from "../../lib/util/table.ts";
+import { measure, type Measurement } from "./measure.ts";
+import { buildSyntheticCheckpoint } from "./synthetic.ts";
+
+/** Repetitions of each command (the best is reported: the machine is shared); the order alternates. */
+const REPETITIONS = 2;
+/** Target: export takes at most this many times the time of cp. */
+const TARGET_TIME_RATIO = 2;
+/** Target: export's peak RSS stays under this plus the largest tensor. */
+const TARGET_RSS_BASE_BYTES = 512 * 2 ** 20;
+const OUTPUT_JSON = new URL("../out/io.json", import.meta.url).pathname;
+const CLI = new URL("../../cli/main.ts", import.meta.url).pathname;
+const STREAM_CAST = new URL("./stream_cast.ts", import.meta.url).pathname;
+
+async function memoryBytes(): Promise<number> {
+  const kb = /MemTotal:\s+(\d+) kB/.exec(await Deno.readTextFile("/proc/meminfo"))?.[1];
+  return Number(kb) * 1024;
+}
+
+async function directoryBytes(dir: string): Promise<number> {
+  let total = 0;
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.isFile) total += (await Deno.stat(`${dir}/${entry.name}`)).size;
+  }
+  return total;
+}
+
+/** Runs the benchmark, prints its table, and writes bench/out/io.json. */
+export async function run(): Promise<void> {
+  const tmp = await Deno.makeTempDir({ prefix: "harpe-bench-io-" });
+  try {
+    const t0 = performance.now();
+    const source = await buildSyntheticCheckpoint(`${tmp}/src`);
+    console.log(
+      `built ${source.tensors} tensors, ${formatBytes(source.totalBytes)} f32 in ${
+        ((performance.now() - t0) / 1000).toFixed(1)
+      } s (largest tensor ${formatBytes(source.largestTensorBytes)})`,
+    );
+    const commands: { label: string; program: string; args: (dst: string) => string[] }[] = [
+      { label: "cp -r", program: "cp", args: (dst) => ["-r", source.dir, dst] },
+      {
+        label: "harpe export --dtype bf16 --shard-size 500MB",
+        program: Deno.execPath(),
+        args: (dst) => [
+          "run",
+          "--allow-read",
+          "--allow-write",
+          "--allow-env",
+          "--allow-ffi",
+          CLI,
+          "export",
+          source.dir,
+          "-o",
+          dst,
+          "--dtype",
+          "bf16",
+          "--shard-size",
+          "500MB",
+        ],
+      },
+      {
+        label: "reference: chunked f32->bf16 cast (bench/io/stream_cast.ts)",
+        program: Deno.execPath(),
+        args: (dst) => ["run", "--allow-read", "--allow-write", STREAM_CAST, source.dir, dst],
+      },
+    ];
+    const runs: Measurement[][] = commands.map(() => []);
+    const written: number[] = commands.map(() => 0);
+    for (let r = 0; r < REPETITIONS; r++) {
+      const order = r % 2 === 0 ? commands.map((_, i) => i) : commands.map((_, i) => i).reverse();
+      for (const i of order) {
+        const dst = `${tmp}/out-${i}-${r}`;
+        runs[i].push(await measure(commands[i].program, commands[i].args(dst)));
+        written[i] = await directoryBytes(dst);
+        await Deno.remove(dst, { recursive: true });
+      }
+    }
+    const best = runs.map((ms) => Math.min(...ms.map((m) => m.seconds)));
+    const peak = runs.map((ms) => Math.max(...ms.map((m) => m.peakRssBytes)));
+    const [cpSeconds, exportSeconds] = best;
+    const exportRss = peak[1];
+    const ratio = exportSeconds / cpSeconds;
+    const rssLimit = TARGET_RSS_BASE_BYTES + source.largestTensorBytes;
+    const rows = commands.map((c, i) => [
+      c.label,
+      best[i].toFixed(2),
+      (best[i] / cpSeconds).toFixed(2),
+      formatBytes(peak[i]),
+      formatBytes(written[i]),
+    ]);
+    console.log(
+      formatTable(
+        ["command", `seconds (best of ${REPETITIONS})`, "ratio to cp", "peak RSS", "bytes written"],
+        rows,
+      ),
+    );
+    console.log(
+      `largest tensor ${
+        formatBytes(source.largestTensorBytes)
+      }; export targets: ratio <= ${TARGET_TIME_RATIO} ` +
+        `(${ratio <= TARGET_TIME_RATIO ? "met" : "MISSED"}), peak RSS < ${formatBytes(rssLimit)} ` +
+        `(${exportRss < rssLimit ? "met" : "MISSED"})`,
+    );
+    const result = {
+      date: new Date().toISOString(),
+      machine: {
+        cpus: navigator.hardwareConcurrency,
+        os: Deno.build.os,
+        memory_bytes: await memoryBytes(),
+      },
+      checkpoint: {
+        bytes: source.totalBytes,
+        tensors: source.tensors,
+        largest_tensor_bytes: source.largestTensorBytes,
+      },
+      repetitions: REPETITIONS,
+      runs: commands.map((c, i) => ({
+        command: c.label,
+        seconds: runs[i].map((m) => m.seconds),
+        best_seconds: best[i],
+        ratio_to_cp: best[i] / cpSeconds,
+        peak_rss_bytes: peak[i],
+        bytes_written: written[i],
+      })),
+      export_ratio_to_cp: ratio,
+      targets: {
+        ratio: TARGET_TIME_RATIO,
+        ratio_met: ratio <= TARGET_TIME_RATIO,
+        peak_rss_limit_bytes: rssLimit,
+        peak_rss_met: exportRss < rssLimit,
+      },
+    };
+    await Deno.mkdir(new URL("../out/", import.meta.url).pathname, { recursive: true });
+    await Deno.writeTextFile(OUTPUT_JSON, JSON.stringify(result, null, 2) + "\n");
+    console.log(`wrote ${OUTPUT_JSON}`);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+}
