@@ -152,3 +152,40 @@ Deno.test("bf16 precision: close to f32 on moderate weights, and the working cop
   bf16Model.setParameter("model.norm.weight", new Float32Array(config.hiddenSize));
   assert((await bf16Model.forward(tokens, { batch: 2 })).every((x) => x === 0));
 });
+
+Deno.test("activation checkpointing gives the same loss and gradients", async () => {
+  for (
+    const overrides of [
+      { numHeads: 4, numKvHeads: 2, qkvBias: true },
+      {
+        architecture: "qwen3" as const,
+        qkNorm: true,
+        numHeads: 4,
+        numKvHeads: 2,
+        rope: {
+          type: "harpe",
+          theta: 1e4,
+          rotaryDim: 4,
+          harpe: { headBases: [10, 100, 1e3, 1e4], granularity: "query" as const },
+        },
+      },
+    ]
+  ) {
+    const random = makeRandom();
+    const config = tinyConfig({ ...overrides, numLayers: 3 });
+    const weights = new Map(
+      [...randomWeights(config, random.next)].map(([k, v]) => [k, Float32Array.from(v)]),
+    );
+    const tokens = Int32Array.from({ length: 12 }, (_, i) => (i * 5) % config.vocabSize);
+    const targets = Int32Array.from(tokens, (_, i) => (i % 6 === 5 ? IGNORE_INDEX : tokens[i + 1]));
+    const results = [];
+    for (const checkpointing of [false, true]) {
+      const model = Model.create(new CpuEngine(), config, { weights, checkpointing });
+      model.zeroGrads();
+      const loss = await model.forwardBackward(tokens, targets, { batch: 2 });
+      results.push({ loss, grads: await model.exportGradients() });
+    }
+    assertEquals(results[1].loss, results[0].loss);
+    for (const [name, g] of results[0].grads) assertEquals([...results[1].grads.get(name)!], [...g], name);
+  }
+});

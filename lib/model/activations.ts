@@ -49,6 +49,8 @@ export interface GradScratch {
 export interface Activations {
   batch: number; // B
   seq: number; // T
+  /** Layers share their recomputable buffers (see allocateActivations). */
+  checkpointing: boolean;
   tokens: Tensor; // i32 [N]
   positions: Tensor; // i32 [N]
   targets: Tensor; // i32 [N]
@@ -61,12 +63,16 @@ export interface Activations {
   all: Tensor[]; // every allocation, for freeing
 }
 
-/** Allocates the buffers for B rows of T tokens; `keyHeads` is Hk, the number of rotated key heads.
- * Activations and their gradients get `dtype`; normalization statistics, lse and losses stay f32. */
+/**
+ * Allocates the buffers for B rows of T tokens; `keyHeads` is Hk, the number of rotated key heads.
+ * Activations and their gradients get `dtype`; normalization statistics, lse and losses stay f32.
+ * With `checkpointing`, each layer keeps only its input, attention output and lse; the rest is one
+ * set of buffers shared by all layers, recomputed (without attention) before each layer's backward.
+ */
 export function allocateActivations(
   engine: Engine,
   config: ModelConfig,
-  shape: { batch: number; seq: number; keyHeads: number; dtype: "f32" | "bf16" },
+  shape: { batch: number; seq: number; keyHeads: number; dtype: "f32" | "bf16"; checkpointing: boolean },
 ): Activations {
   const { hiddenSize: C, intermediateSize: F, numHeads: H, numKvHeads: K, headDim: D } = config;
   const { batch: B, seq: T, keyHeads: Hk, dtype } = shape;
@@ -78,16 +84,12 @@ export function allocateActivations(
     return t;
   };
   const as4 = (t: Tensor, heads: number) => engine.view(t, [B, T, heads, D]);
-  const layers: LayerActivations[] = [];
-  let input = alloc([N, C]);
-  for (let l = 0; l < config.numLayers; l++) {
+  // Everything a layer recomputes under checkpointing (all but its input, attention output and lse).
+  const recomputable = () => {
     const q = alloc([N, H, D]), k = alloc([N, K, D]);
     const qNormed = config.qkNorm ? alloc([N, H, D]) : undefined;
     const kNormed = config.qkNorm ? alloc([N, K, D]) : undefined;
-    const kSource = kNormed ?? k;
-    const mid = alloc([N, C]);
-    layers.push({
-      input,
+    return {
       ln1: alloc([N, C]),
       rstd1: alloc([N], "f32"),
       q,
@@ -98,15 +100,24 @@ export function allocateActivations(
       kNormed,
       kRstd: config.qkNorm ? alloc([N * K], "f32") : undefined,
       qRot: as4(qNormed ?? q, H),
-      kRot: Hk === K ? as4(kSource, K) : alloc([B, T, Hk, D]),
-      att: alloc([B, T, H, D]),
-      lse: alloc([B, H, T], "f32"),
-      mid,
+      kRot: Hk === K ? as4(kNormed ?? k, K) : alloc([B, T, Hk, D]),
+      mid: alloc([N, C]),
       ln2: alloc([N, C]),
       rstd2: alloc([N], "f32"),
       gate: alloc([N, F]),
       up: alloc([N, F]),
       act: alloc([N, F]),
+    };
+  };
+  const shared = shape.checkpointing ? recomputable() : undefined;
+  const layers: LayerActivations[] = [];
+  let input = alloc([N, C]);
+  for (let l = 0; l < config.numLayers; l++) {
+    layers.push({
+      ...(shared ?? recomputable()),
+      input,
+      att: alloc([B, T, H, D]),
+      lse: alloc([B, H, T], "f32"),
     });
     input = alloc([N, C]);
   }
@@ -129,6 +140,7 @@ export function allocateActivations(
   return {
     batch: B,
     seq: T,
+    checkpointing: shape.checkpointing,
     tokens: alloc([N], "i32"),
     positions: alloc([N], "i32"),
     targets: alloc([N], "i32"),

@@ -51,12 +51,14 @@ function rows2(e: Engine, t: Tensor, cols: number): Tensor {
   return e.view(t, [t.size / cols, cols]);
 }
 
+/** One layer: writes `out.next` (the next residual stream); with "recompute", only refills the buffers
+ * its backward reads, reusing the saved attention output (no attention, no down projection). */
 function layerForward(
   ctx: DecoderContext,
   w: LayerTensors,
   a: LayerActivations,
   act: Activations,
-  out: Tensor,
+  out: { next: Tensor } | "recompute",
 ): void {
   const { engine: e, config } = ctx;
   const { numHeads: H, numKvHeads: K, headDim: D, rmsNormEps: eps } = config;
@@ -77,15 +79,16 @@ function layerForward(
     invFreq: ctx.rope.key,
     positions: act.positions,
   });
-  e.attentionForward({ out: a.att, lse: a.lse, q: a.qRot, k: a.kRot, v: a.v });
+  if (out !== "recompute") e.attentionForward({ out: a.att, lse: a.lse, q: a.qRot, k: a.kRot, v: a.v });
   linear(e, a.mid, rows2(e, a.att, H * D), w.o, w.oBias);
   e.add({ out: a.mid, a: a.mid, b: a.input });
   e.rmsnormForward({ out: a.ln2, rstd: a.rstd2, x: a.mid, weight: w.mlpNorm, eps });
   linear(e, a.gate, a.ln2, w.gate, w.gateBias);
   linear(e, a.up, a.ln2, w.up, w.upBias);
   e.swigluForward({ out: a.act, gate: a.gate, up: a.up });
-  linear(e, out, a.act, w.down, w.downBias);
-  e.add({ out, a: out, b: a.mid });
+  if (out === "recompute") return;
+  linear(e, out.next, a.act, w.down, w.downBias);
+  e.add({ out: out.next, a: out.next, b: a.mid });
 }
 
 /** Backward of one layer: reads act.grad.dres (gradient of the layer's output) and replaces it with the
@@ -172,7 +175,9 @@ function layerBackward(
 export function decoderForward(ctx: DecoderContext, act: Activations): void {
   const { engine: e, weights: w } = ctx;
   e.embeddingForward({ out: act.layers[0]?.input ?? act.final, table: w.embed, tokens: act.tokens });
-  act.layers.forEach((a, l) => layerForward(ctx, w.layers[l], a, act, act.layers[l + 1]?.input ?? act.final));
+  act.layers.forEach((a, l) =>
+    layerForward(ctx, w.layers[l], a, act, { next: act.layers[l + 1]?.input ?? act.final })
+  );
   e.rmsnormForward({
     out: act.lnf,
     rstd: act.rstdf,
@@ -212,6 +217,7 @@ export function decoderBackward(
     rstd: act.rstdf,
   });
   for (let l = act.layers.length - 1; l >= 0; l--) {
+    if (act.checkpointing) layerForward(ctx, w.layers[l], act.layers[l], act, "recompute");
     layerBackward(ctx, w.layers[l], grads.layers[l], act.layers[l], act);
   }
   e.embeddingBackward({ dtable: grads.embed, dout: s.dres, tokens: act.tokens });

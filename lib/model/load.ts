@@ -2,11 +2,11 @@
 
 import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import type { Engine } from "../engine/engine.ts";
-import { Model, type Precision } from "./model.ts";
+import { Model, type ModelOptions } from "./model.ts";
 
 /**
  * Opens `dir` (config.json + safetensors, single file or sharded), checks it against the parameter
- * table, and uploads every weight (any float dtype, widened to f32). `precision` as in Model.create.
+ * table, and uploads every weight (any float dtype, widened to f32). Options as in Model.create.
  *
  * @example
  * ```ts
@@ -16,7 +16,7 @@ import { Model, type Precision } from "./model.ts";
 export async function loadModel(
   engine: Engine,
   dir: string,
-  options: { precision?: Precision } = {},
+  options: ModelOptions = {},
 ): Promise<Model> {
   const checkpoint = await Checkpoint.open(dir);
   try {

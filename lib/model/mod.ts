@@ -2,7 +2,10 @@
 //
 // API (all shapes use the letters of lib/checkpoint/model_config.ts; N = B*T tokens):
 //   const engine = await openEngine("cpu");                      // lib/engine
-//   const model = await loadModel(engine, checkpointDir);        // or Model.create(engine, config, { weights })
+//   const model = await loadModel(engine, checkpointDir, { precision?, checkpointing? });
+//     // or Model.create(engine, config, { weights, precision?, checkpointing? }); precision "bf16" keeps
+//     // f32 params/grads and a bf16 working copy + bf16 activations; checkpointing keeps per layer only
+//     // its input, attention output and lse, recomputing the rest (not attention) in the backward.
 //   model.params / model.grads                                   // f32 [P] tensors, offsets from model.layout
 //   model.layout.slots                                           // { name, role, layer, shape, offset, size } per parameter
 //   model.zeroGrads();
@@ -18,7 +21,7 @@
 // norms and biases no weight decay. Gradient norm: engine.sumSquares({ out, x: model.grads }).
 
 export { findSlot, type ParameterLayout, parameterLayout, type ParameterSlot } from "./layout.ts";
-export { type BatchOptions, Model } from "./model.ts";
+export { type BatchOptions, Model, type ModelOptions, type Precision } from "./model.ts";
 export { loadModel } from "./load.ts";
 export { inverseFrequencies } from "./rope_tables.ts";
 export {

@@ -14,6 +14,15 @@ import { type ModelTensors, modelTensors } from "./weights.ts";
  * gradients, a bf16 copy of the parameters refreshed at the start of every pass, bf16 activations). */
 export type Precision = "f32" | "bf16";
 
+/** How the model runs. */
+export interface ModelOptions {
+  /** Default "f32". */
+  precision?: Precision;
+  /** Keep only each layer's input, attention output and lse between forward and backward, and
+   * recompute the rest (all but attention) layer by layer in the backward. Default false. */
+  checkpointing?: boolean;
+}
+
 /** Token batch options: `batch` rows of equal length (B, default 1) and optional positions per token. */
 export interface BatchOptions {
   batch?: number;
@@ -38,6 +47,8 @@ export class Model {
   readonly grads: Tensor;
   readonly layout: ParameterLayout;
   readonly precision: Precision;
+  /** Per-layer activation checkpointing (see ModelOptions). */
+  readonly checkpointing: boolean;
   #config: ModelConfig;
   /** The bf16 working copy of `params` (bf16 precision only). */
   #working?: Tensor;
@@ -46,9 +57,11 @@ export class Model {
   #rope: DecoderContext["rope"];
   #activations?: Activations;
 
-  private constructor(readonly engine: Engine, config: ModelConfig, precision: Precision) {
+  private constructor(readonly engine: Engine, config: ModelConfig, options: ModelOptions) {
+    const precision = options.precision ?? "f32";
     this.#config = config;
     this.precision = precision;
+    this.checkpointing = options.checkpointing ?? false;
     this.layout = parameterLayout(config);
     this.params = engine.alloc([this.layout.size]);
     this.grads = engine.alloc([this.layout.size]);
@@ -60,15 +73,15 @@ export class Model {
 
   /**
    * A model for `config`. With `weights` (every name of the parameter table, f32 data of the table's
-   * shape) the parameters are uploaded, else they are zero until set with setParameter. `precision`
-   * defaults to "f32". Throws ShapeError for a missing or wrongly sized tensor.
+   * shape) the parameters are uploaded, else they are zero until set with setParameter. Throws
+   * ShapeError for a missing or wrongly sized tensor.
    */
   static create(
     engine: Engine,
     config: ModelConfig,
-    options: { weights?: Map<string, Float32Array>; precision?: Precision } = {},
+    options: ModelOptions & { weights?: Map<string, Float32Array> } = {},
   ): Model {
-    const model = new Model(engine, config, options.precision ?? "f32");
+    const model = new Model(engine, config, options);
     const weights = options.weights;
     if (!weights) return model;
     for (const slot of model.layout.slots) {
@@ -215,6 +228,7 @@ export class Model {
         seq,
         keyHeads: this.#rope.key.shape[0],
         dtype: this.precision,
+        checkpointing: this.checkpointing,
       });
     }
     const act = this.#activations;
