@@ -178,14 +178,13 @@ export async function runEval(checkpoints: string[], options: EvalOptions): Prom
       }
       const variant = cellVariant(options, checkpoint);
       for (const cell of mine) {
-        progress.set(
-          progress.total - pending.length,
-          `${checkpoint} ${cell.task} ${formatLength(cell.length)}`,
-        );
+        const label = `${checkpoint} ${cell.task} ${formatLength(cell.length)}`;
+        progress.set(progress.total - pending.length, label);
         const started = performance.now();
         const result = codec
           ? await needleCell(model, codec, cell, options, sentences)
-          : await pplCell(model, cell, stream!.tokens, options);
+          : await pplCell(model, cell, stream!.tokens, options, (done, total) =>
+            progress.set(progress.total - pending.length, `${label} window ${done}/${total}`));
         await store.append({ ...cell, variant, ...result, seconds: (performance.now() - started) / 1000 });
         pending.splice(pending.indexOf(cell), 1);
       }
@@ -221,6 +220,7 @@ async function pplCell(
   cell: Cell,
   stream: Uint32Array,
   options: EvalOptions,
+  onWindow: (done: number, total: number) => void,
 ): Promise<CellScore> {
   const size = textTokens(options);
   const start = cell.sample * size;
@@ -233,6 +233,7 @@ async function pplCell(
   const text = stream.subarray(start, start + size);
   const { nll, tokens } = await slidingWindowNll(text, cell.length, {
     stride: options.stride,
+    onWindow,
     score: async (window, from) => {
       const targets = Int32Array.from(
         window,
