@@ -191,7 +191,8 @@ Deno.test({
       assertEquals(summary.steps, 12);
       const log = await readLog(`${dir}/run/log.jsonl`);
       assertEquals(log.length, 12);
-      assert(log[11].loss < log[0].loss, `loss did not fall: ${log[0].loss} -> ${log[11].loss}`);
+      const first = log[0].loss ?? NaN, last = log[11].loss ?? NaN;
+      assert(last < first, `loss did not fall: ${first} -> ${last}`);
       assert((await Deno.stat(summary.checkpoint)).isDirectory);
     });
   },

@@ -7,6 +7,7 @@ import { IGNORE_INDEX } from "../lib/engine/engine.ts";
 import { UnsupportedError } from "../lib/errors.ts";
 import { assert, assertThrows } from "./assert.ts";
 import { compareOp, cudaEngine, GPU_TEST, randint, randn } from "./cuda_compare.ts";
+import { DeviceMemoryError } from "../lib/engine/cuda/mod.ts";
 
 /** Relative tolerance (max |cuda - cpu| / max |cpu|) by mode: f32 arithmetic vs bf16-rounded outputs. */
 const TOLERANCE = { f32: 1e-4, bf16: 2e-2 } as const;
@@ -239,5 +240,21 @@ Deno.test({
     assertThrows(() => e.scale({ x: cpuLike, alpha: 2 }), UnsupportedError, "not a CUDA tensor");
     for (const t of [a, b, out]) e.free(t);
     assert(e.memoryStats().reserved > 0);
+  },
+});
+
+Deno.test({
+  name: "cuda: running out of device memory throws DeviceMemoryError with the sizes and what to change",
+  ...GPU_TEST,
+  async fn() {
+    const e = await cudaEngine();
+    const error = assertThrows(
+      () => e.alloc([1024, 1024, 1024, 256], "f32"),
+      DeviceMemoryError,
+      "asked for 1024.00 GiB",
+    );
+    assert(error.message.includes("shorter sequence"), error.message);
+    const x = e.alloc([16]);
+    e.free(x);
   },
 });

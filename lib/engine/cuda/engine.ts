@@ -16,13 +16,14 @@ const VEC = 8;
 /** Resident blocks per multiprocessor that grid-stride kernels aim for. */
 const BLOCKS_PER_SM = 16;
 /** Rows each block of a column-sum kernel (bias and RMSNorm weight gradients) adds up. */
-const ROWS_PER_COLUMN_BLOCK = 128;
+const ROWS_PER_COLUMN_BLOCK = 32;
 /** Warps per block of the attention kernels (one warp per query or key row). */
 const ATTENTION_WARPS = 4;
 /** Largest head dim the simple attention kernels hold in registers (8 per lane). */
 const ATTENTION_MAX_HEAD_DIM = 256;
-/** Threads per block of the cross-entropy row kernel. */
-const CE_THREADS = 512;
+/** Threads per block of the cross-entropy row kernel: two blocks per SM keep ~34 MB of V = 32000
+ * rows in flight, under the 60 MB L2, so the gradient pass re-reads the logits from L2. */
+const CE_THREADS = 1024;
 /** Bytes of f32 logits one chunk of the fused lm head + cross-entropy may hold. */
 const LOGITS_CHUNK_BYTES = 256 * 1024 * 1024;
 

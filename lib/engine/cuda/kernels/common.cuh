@@ -104,6 +104,18 @@ __device__ __forceinline__ void st8(float* p, const float* v) {
   *reinterpret_cast<u32x4*>(p + 4) = b;
 }
 
+/** q = i / d and *r = i % d, in 32-bit arithmetic whenever i fits (64-bit division is far slower). */
+__device__ __forceinline__ i64 divmod(i64 i, int d, int* r) {
+  if (i <= 0xffffffffll) {
+    const unsigned q = (unsigned)i / (unsigned)d;
+    *r = (int)((unsigned)i - q * (unsigned)d);
+    return q;
+  }
+  const i64 q = i / d;
+  *r = (int)(i - q * d);
+  return q;
+}
+
 /** Grid-stride loop over i in [0, n). */
 #define GRID_LOOP(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 

@@ -64,7 +64,7 @@ EACH2(BIAS_ADD)
     const int start = blockIdx.y * rows_per_block;                                                 \
     const int end = imin(rows, start + rows_per_block);                                            \
     float sum[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};                                       \
-    for (int r = start; r < end; r++) {                                                            \
+    _Pragma("unroll 4") for (int r = start; r < end; r++) {                                                            \
       if (vec) {                                                                                   \
         float d[8];                                                                                \
         ld8(dout + (i64)r * width + col, d);                                                       \

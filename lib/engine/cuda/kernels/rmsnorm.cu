@@ -99,7 +99,7 @@ EACH2(RMSNORM_BWD)
     const int start = blockIdx.y * rows_per_block;                                                 \
     const int end = imin(rows, start + rows_per_block);                                            \
     float sum[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};                                       \
-    for (int r = start; r < end; r++) {                                                            \
+    _Pragma("unroll 4") for (int r = start; r < end; r++) {                                                            \
       const i64 at = (i64)r * width + col;                                                         \
       const float s = rstd[r];                                                                     \
       if (vec) {                                                                                   \
