@@ -4,6 +4,7 @@
 import { Command } from "commander";
 import { ConfigError } from "../lib/errors.ts";
 import { openEngine } from "../lib/engine/open.ts";
+import { parseCacheDtype } from "./generate.ts";
 import { DEFAULT_DEPTHS, type EvalTask, parseDepths } from "../lib/eval/grid.ts";
 import { formatLength, parseLengths } from "../lib/eval/lengths.ts";
 import { parseNiahTask } from "../lib/eval/niah.ts";
@@ -33,6 +34,7 @@ interface EvalFlags {
   haystack?: string;
   passkeyDigits?: string;
   tokenizer?: string;
+  kvCache: string;
   device: string;
   output: string;
   plots: boolean;
@@ -137,6 +139,7 @@ export function evalCommand(): Command {
         passkeyDigits: flags.passkeyDigits
           ? parseInteger(flags.passkeyDigits, "--passkey-digits", 1)
           : undefined,
+        cacheDtype: parseCacheDtype(flags.kvCache),
       };
       if (tasks.includes("ppl") && !flags.data) {
         throw new ConfigError("--task ppl needs --data TOKENS", {

@@ -12,6 +12,7 @@ interface GenerateFlags {
   prompt: string;
   maxNewTokens: string;
   tokenizer?: string;
+  kvCache: string;
   device: string;
   json?: boolean;
 }
@@ -27,6 +28,17 @@ function parseCount(text: string, flag: string): number {
   return value;
 }
 
+/** Checks a `--kv-cache` value. */
+export function parseCacheDtype(text: string): "f32" | "bf16" {
+  if (text !== "f32" && text !== "bf16") {
+    throw new ConfigError(`--kv-cache must be f32 or bf16, got "${text}"`, {
+      field: "kv-cache",
+      actual: text,
+    });
+  }
+  return text;
+}
+
 /** The `generate` command. */
 export function generateCommand(): Command {
   return new Command("generate")
@@ -38,10 +50,12 @@ export function generateCommand(): Command {
       "--tokenizer <path>",
       'tokenizer.json (default: the checkpoint\'s), or "bytes" for byte-level ids',
     )
+    .option("--kv-cache <dtype>", "KV cache storage: f32, or bf16 for half the memory", "f32")
     .option("--device <device>", "engine to run on (cpu or cuda)", "cpu")
     .option("--json", "print the result as JSON")
     .action(runAction("generate", async (checkpoint: string, flags: GenerateFlags) => {
       const maxNewTokens = parseCount(flags.maxNewTokens, "--max-new-tokens");
+      const cacheDtype = parseCacheDtype(flags.kvCache);
       const codec = await loadCodec(flags.tokenizer ?? `${checkpoint}/tokenizer.json`);
       const prompt = codec.encode(flags.prompt);
       const engine = await openEngine(flags.device);
@@ -49,7 +63,7 @@ export function generateCommand(): Command {
         const model = await loadModel(engine, checkpoint);
         checkCodecFits(codec, model.config.vocabSize, flags.prompt);
         const started = performance.now();
-        const result = await generateGreedy(model, prompt, { maxNewTokens, eosId: codec.eosId });
+        const result = await generateGreedy(model, prompt, { maxNewTokens, eosId: codec.eosId, cacheDtype });
         const seconds = (performance.now() - started) / 1000;
         model.dispose();
         const text = codec.decode(result.tokens);

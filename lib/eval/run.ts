@@ -80,7 +80,7 @@ export function cellVariant(options: EvalOptions, checkpoint: string): string {
   const extra = options.task === "passkey"
     ? `digits=${options.passkeyDigits ?? PASSKEY_DIGITS}`
     : `haystack=${options.haystackDir ?? "default"}`;
-  return `seed=${options.seed ?? 0};${extra};tok=${tokenizer}`;
+  return `seed=${options.seed ?? 0};${extra};tok=${tokenizer};cache=${options.cacheDtype ?? "f32"}`;
 }
 
 function textTokens(options: EvalOptions): number {
