@@ -112,6 +112,7 @@ export function evalCommand(): Command {
       "--tokenizer <path>",
       'tokenizer.json (default: each checkpoint\'s), or "bytes" for byte-level ids',
     )
+    .option("--kv-cache <dtype>", "KV cache storage: f32, or bf16 for half the memory", "f32")
     .option("--device <device>", "engine to run on (cpu or cuda)", "cpu")
     .option(
       "-o, --output <dir>",
