@@ -4,9 +4,18 @@
 
 import { assert, assertEquals, assertRejects, assertStringIncludes, assertThrows } from "./assert.ts";
 import { listDir, runHarpe, withTempDir } from "./harness.ts";
-import { bf16Reference, copyDir, editJson, GOLDEN_GQA, GOLDEN_MHA, readJson } from "./checkpoint_fixtures.ts";
+import {
+  bf16Reference,
+  copyDir,
+  editJson,
+  GOLDEN_GQA,
+  GOLDEN_MHA,
+  readJson,
+  smallConfig,
+  writeSmallCheckpoint,
+} from "./checkpoint_fixtures.ts";
 import { Checkpoint } from "../lib/checkpoint/checkpoint.ts";
-import { configWithDType, exportCheckpoint } from "../lib/checkpoint/export.ts";
+import { configWithDType, EXPORT_CHUNK_BYTES, exportCheckpoint } from "../lib/checkpoint/export.ts";
 import { parseSize } from "../lib/checkpoint/size.ts";
 import { ConfigError, PathError, UnsupportedError } from "../lib/errors.ts";
 
@@ -186,5 +195,33 @@ Deno.test("harpe export: --json summary; --force replaces the output", async () 
     const text = await runHarpe([...args, "--force"]);
     assertEquals(text.code, 0, text.stderr);
     assertStringIncludes(text.stdout, "29 tensors (F32) in 2 shards");
+  });
+});
+
+Deno.test("tensors larger than one export chunk stream correctly (bf16 cast, verify, copy)", async () => {
+  await withTempDir(async (dir) => {
+    // Embedding (tied): 66000 x 32 f32 = 8448000 bytes, more than one 8 MiB chunk.
+    const config = smallConfig({
+      vocab_size: 66000,
+      hidden_size: 32,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+    });
+    await writeSmallCheckpoint(`${dir}/src`, config);
+    const big = "model.embed_tokens.weight";
+    const source = await Checkpoint.open(`${dir}/src`);
+    assert(source.info(big).byteLength > EXPORT_CHUNK_BYTES);
+    const values = await source.readF32(big);
+    source.close();
+    await exportCheckpoint(`${dir}/src`, `${dir}/bf16`, { dtype: "BF16", verify: true, progress: false });
+    await exportCheckpoint(`${dir}/bf16`, `${dir}/copy`, {
+      verify: true,
+      shardSize: 5_000_000,
+      progress: false,
+    });
+    const copy = await Checkpoint.open(`${dir}/copy`);
+    assertEquals(copy.info(big).dtype, "BF16");
+    assertEquals(await copy.readF32(big), Float32Array.from(values, bf16Reference));
+    copy.close();
   });
 });

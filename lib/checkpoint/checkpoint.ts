@@ -2,7 +2,7 @@
 // listed in model.safetensors.index.json. Opening reads only headers and checks every tensor's name and
 // shape against the config; tensor data is read on demand.
 
-import { FileFormatError, PathError } from "../errors.ts";
+import { FileFormatError, PathError, ShapeError } from "../errors.ts";
 import { SafetensorsFile, type TensorInfo } from "../safetensors/mod.ts";
 import { readConfig } from "./config.ts";
 import type { ModelConfig } from "./model_config.ts";
@@ -81,6 +81,9 @@ function indexedTensors(
  * ```
  */
 export class Checkpoint {
+  /** Read handles of `readInto`, one per shard, each with a queue so seek + read pairs never interleave. */
+  #handles = new Map<string, { file: Deno.FsFile; queue: Promise<unknown> }>();
+
   private constructor(
     readonly dir: string,
     readonly config: ModelConfig,
@@ -166,9 +169,62 @@ export class Checkpoint {
     return this.files.get(this.info(name).file)!.readBytes(name, range);
   }
 
+  /**
+   * Fills `target` with the tensor's bytes from byte `options.start` (default 0) of its data: the
+   * streaming read of export, into a buffer the caller reuses (no allocation per read).
+   *
+   * @example
+   * ```ts
+   * const chunk = new Uint8Array(1 << 20);
+   * await checkpoint.readInto("lm_head.weight", chunk, { start: 0 });
+   * ```
+   */
+  readInto(name: string, target: Uint8Array, options: { start?: number } = {}): Promise<Uint8Array> {
+    const info = this.info(name);
+    const start = options.start ?? 0;
+    if (!Number.isSafeInteger(start) || start < 0 || start + target.byteLength > info.byteLength) {
+      throw new ShapeError(
+        `Cannot read bytes [${start}, ${
+          start + target.byteLength
+        }) of tensor "${name}" (${info.byteLength} bytes)`,
+        {
+          file: info.file,
+          tensor: name,
+          expected: `<= ${info.byteLength}`,
+          actual: start + target.byteLength,
+        },
+      );
+    }
+    let handle = this.#handles.get(info.file);
+    if (!handle) {
+      handle = { file: Deno.openSync(info.file, { read: true }), queue: Promise.resolve() };
+      this.#handles.set(info.file, handle);
+    }
+    const { file } = handle;
+    const read = handle.queue.then(async () => {
+      await file.seek(info.offset + start, Deno.SeekMode.Start);
+      for (let filled = 0; filled < target.byteLength;) {
+        const n = await file.read(target.subarray(filled));
+        if (n === null) {
+          throw new FileFormatError(`"${info.file}" ended inside tensor "${name}"`, {
+            file: info.file,
+            tensor: name,
+            hint: "the file was truncated after it was opened",
+          });
+        }
+        filled += n;
+      }
+      return target;
+    });
+    handle.queue = read.catch(() => {});
+    return read;
+  }
+
   /** Closes every shard; later reads fail. */
   close(): void {
     for (const file of this.files.values()) file.close();
+    for (const { file } of this.#handles.values()) file.close();
+    this.#handles.clear();
   }
 }
 

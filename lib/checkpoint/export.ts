@@ -4,7 +4,7 @@
 import { UnsupportedError } from "../errors.ts";
 import { writeDirectoryAtomically } from "../util/atomic.ts";
 import { Progress } from "../util/progress.ts";
-import { castBytes, CONFIG_DTYPE_NAMES, type WeightDType } from "./cast.ts";
+import { castByteLength, castBytes, CONFIG_DTYPE_NAMES, type WeightDType } from "./cast.ts";
 import { Checkpoint } from "./checkpoint.ts";
 import { type SourceTensor, writeCheckpointFiles, type WriteSummary } from "./writer.ts";
 
@@ -58,29 +58,97 @@ function firstDifference(a: Uint8Array, b: Uint8Array): number {
   return -1;
 }
 
-/** Re-reads every tensor of the written checkpoint in `dir` and compares it with the expected bytes. */
-async function verifyOutput(dir: string, source: SourceTensor[], options: ExportOptions): Promise<void> {
+/** Bytes per streamed chunk: small reused buffers stay hot in cache and RAM; a multiple of every dtype size. */
+export const EXPORT_CHUNK_BYTES = 8 * 1024 * 1024;
+
+/** Largest growth of a chunk by a cast (BF16/F16 -> F32). */
+const MAX_CAST_GROWTH = 2;
+
+/** Two reused buffer pairs: one chunk is read and cast while the previous one is being written. */
+function chunkBuffers(): { input: Uint8Array; output: Uint8Array }[] {
+  return [0, 1].map(() => ({
+    input: new Uint8Array(EXPORT_CHUNK_BYTES),
+    output: new Uint8Array(EXPORT_CHUNK_BYTES * MAX_CAST_GROWTH),
+  }));
+}
+
+/** The checkpoint's tensors as export sources, streamed in chunks through reused buffers. */
+function sourceTensors(checkpoint: Checkpoint, cast: WeightDType | undefined): SourceTensor[] {
+  const buffers = chunkBuffers();
+  return [...checkpoint.tensors.values()].map((info) => ({
+    name: info.name,
+    dtype: cast ?? info.dtype,
+    shape: info.shape,
+    read: async () => {
+      const bytes = await checkpoint.readBytes(info.name);
+      return cast ? castBytes(bytes, info.dtype, cast) : bytes;
+    },
+    stream: async (sink) => {
+      let writing: Promise<void> = Promise.resolve();
+      try {
+        for (let start = 0, turn = 0; start < info.byteLength; start += EXPORT_CHUNK_BYTES, turn ^= 1) {
+          const { input, output } = buffers[turn];
+          const n = Math.min(EXPORT_CHUNK_BYTES, info.byteLength - start);
+          const chunk = await checkpoint.readInto(info.name, input.subarray(0, n), { start });
+          const bytes = cast ? castBytes(chunk, info.dtype, cast, output) : chunk;
+          await writing;
+          writing = sink(bytes);
+        }
+        await writing;
+      } catch (error) {
+        await writing.catch(() => {});
+        throw error;
+      }
+    },
+  }));
+}
+
+/**
+ * Re-reads every tensor written to `dir` and compares it, chunk by chunk, with the source's bytes (same
+ * dtype) or with their cast to `cast`. Throws (a failure, not bad input) at the first difference.
+ */
+async function verifyOutput(
+  dir: string,
+  source: Checkpoint,
+  cast: WeightDType | undefined,
+  options: ExportOptions,
+): Promise<void> {
   const output = await Checkpoint.open(dir);
+  const input = new Uint8Array(EXPORT_CHUNK_BYTES);
+  const expected = new Uint8Array(EXPORT_CHUNK_BYTES * MAX_CAST_GROWTH);
+  const actual = new Uint8Array(EXPORT_CHUNK_BYTES * MAX_CAST_GROWTH);
   try {
-    const total = source.reduce((sum, t) => sum + output.info(t.name).byteLength, 0);
+    const total = [...output.tensors.values()].reduce((sum, t) => sum + t.byteLength, 0);
     const progress = new Progress("verifying", total, {
       bytes: true,
       ...(options.progress === false ? { enabled: false } : {}),
     });
-    for (const tensor of source) {
-      const info = output.info(tensor.name);
-      const expected = await tensor.read();
-      const actual = await output.readBytes(tensor.name);
-      const at = info.dtype === tensor.dtype && actual.byteLength === expected.byteLength
-        ? firstDifference(actual, expected)
-        : 0;
-      if (at >= 0) {
+    for (const info of source.tensors.values()) {
+      const dtype = cast ?? info.dtype;
+      const written = output.info(info.name);
+      if (
+        written.dtype !== dtype || written.byteLength !== castByteLength(info.byteLength, info.dtype, dtype)
+      ) {
         throw new Error(
-          `verification failed: tensor "${tensor.name}" differs from the source at byte ${at} ` +
-            `(written ${info.dtype} [${info.shape.join(", ")}], expected ${tensor.dtype})`,
+          `verification failed: tensor "${info.name}" was written as ${written.dtype} with ` +
+            `${written.byteLength} bytes, expected ${dtype}`,
         );
       }
-      progress.advance(actual.byteLength);
+      for (let start = 0; start < info.byteLength; start += EXPORT_CHUNK_BYTES) {
+        const n = Math.min(EXPORT_CHUNK_BYTES, info.byteLength - start);
+        const chunk = await source.readInto(info.name, input.subarray(0, n), { start });
+        const want = cast ? castBytes(chunk, info.dtype, cast, expected) : chunk;
+        const at = castByteLength(start, info.dtype, dtype);
+        const got = await output.readInto(info.name, actual.subarray(0, want.byteLength), { start: at });
+        const differs = firstDifference(got, want);
+        if (differs >= 0) {
+          throw new Error(
+            `verification failed: tensor "${info.name}" in "${written.file}" differs from the source at ` +
+              `byte ${at + differs}`,
+          );
+        }
+        progress.advance(got.byteLength);
+      }
     }
     progress.finish();
   } finally {
@@ -122,14 +190,7 @@ export async function exportCheckpoint(
       });
     }
     const cast = options.dtype;
-    const tensors: SourceTensor[] = [...checkpoint.tensors.values()].map((info) => ({
-      name: info.name,
-      dtype: cast ?? info.dtype,
-      shape: info.shape,
-      read: cast
-        ? async () => castBytes(await checkpoint.readBytes(info.name), info.dtype, cast)
-        : () => checkpoint.readBytes(info.name),
-    }));
+    const tensors = sourceTensors(checkpoint, cast);
     const raw = options.config ?? checkpoint.config.raw;
     const config = options.dtype ? configWithDType(raw, options.dtype) : raw;
     const summary = await writeDirectoryAtomically(dst, async (temporary) => {
@@ -141,7 +202,7 @@ export async function exportCheckpoint(
       for (const file of options.files ?? []) {
         await Deno.writeTextFile(`${temporary}/${file.name}`, file.text);
       }
-      if (options.verify) await verifyOutput(temporary, tensors, options);
+      if (options.verify) await verifyOutput(temporary, checkpoint, cast, options);
       return written;
     }, { overwrite: options.overwrite });
     return {

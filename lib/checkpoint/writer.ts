@@ -2,10 +2,11 @@
 // (never splitting a tensor), the index, and the tokenizer/generation files copied from a source.
 
 import { ConfigError, ShapeError } from "../errors.ts";
-import { type DType, SafetensorsWriter, tensorByteLength, type TensorHeader } from "../safetensors/mod.ts";
+import { type DType, tensorByteLength, type TensorHeader } from "../safetensors/mod.ts";
 import { writeDirectoryAtomically } from "../util/atomic.ts";
 import { Progress } from "../util/progress.ts";
 import { INDEX_FILE, SINGLE_FILE } from "./shard_index.ts";
+import { type ChunkSink, writeShard } from "./shard_writer.ts";
 
 /** Largest shard when none is given: 5 GB, as Hugging Face's `max_shard_size="5GB"`. */
 export const DEFAULT_SHARD_SIZE = 5_000_000_000;
@@ -38,6 +39,8 @@ export interface SourceTensor {
   dtype: DType;
   shape: number[];
   read: () => Promise<Uint8Array>;
+  /** Optional streaming form used instead of `read` when given: pushes the bytes in order, in chunks. */
+  stream?: (sink: ChunkSink) => Promise<void>;
 }
 
 /** What to write: the raw config.json object and the tensors in checkpoint order. */
@@ -183,24 +186,21 @@ export async function writeCheckpointFiles(
   const weightMap: Record<string, string> = {};
   for (const [i, tensors] of shards.entries()) {
     const file = shardFileName(i, shards.length);
-    const headers = tensors.map(({ name, dtype, shape }) => ({ name, dtype, shape }));
-    const writer = await SafetensorsWriter.create(`${dir}/${file}`, headers, {
-      metadata: { ...SHARD_METADATA },
-    });
+    const streamed = tensors.map(({ name, dtype, shape, read, stream }) => ({
+      name,
+      dtype,
+      shape,
+      produce: stream ?? (async (sink: ChunkSink) => await sink(await read())),
+    }));
     let bytes = 0;
-    try {
-      for (const tensor of tensors) {
-        const data = await tensor.read();
-        await writer.write(tensor.name, data);
-        bytes += data.byteLength;
-        weightMap[tensor.name] = file;
-        progress.advance(data.byteLength, file);
-      }
-      await writer.finish();
-    } catch (error) {
-      await writer.abort();
-      throw error;
-    }
+    await writeShard(`${dir}/${file}`, streamed, {
+      metadata: { ...SHARD_METADATA },
+      onBytes: (n) => {
+        bytes += n;
+        progress.advance(n, file);
+      },
+    });
+    for (const tensor of tensors) weightMap[tensor.name] = file;
     written.push({ file, tensors: tensors.length, bytes });
   }
   progress.finish();
