@@ -176,7 +176,8 @@ gpuTest("swiglu forward and backward", async (mode) => {
 });
 
 gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", async (mode) => {
-  for (const [n, c, v] of [[23, 24, 50], [16, 32, 64]]) {
+  // V = 50: scalar rows; 64: rows held in registers; 32772: vectorized two-pass rows
+  for (const [n, c, v] of [[23, 24, 50], [16, 32, 64], [5, 8, 32772]]) {
     const targets = randint(n, v);
     targets[3] = IGNORE_INDEX;
     targets[n - 1] = IGNORE_INDEX;

@@ -16,14 +16,18 @@ const VEC = 8;
 /** Resident blocks per multiprocessor that grid-stride kernels aim for. */
 const BLOCKS_PER_SM = 16;
 /** Rows each block of a column-sum kernel (bias and RMSNorm weight gradients) adds up. */
-const ROWS_PER_COLUMN_BLOCK = 32;
+const ROWS_PER_COLUMN_BLOCK = 256;
+/** Warps of a column-sum block (COLUMN_WARPS in common.cuh). */
+const COLUMN_WARPS = 8;
 /** Warps per block of the attention kernels (one warp per query or key row). */
 const ATTENTION_WARPS = 4;
 /** Largest head dim the simple attention kernels hold in registers (8 per lane). */
 const ATTENTION_MAX_HEAD_DIM = 256;
-/** Threads per block of the cross-entropy row kernel: two blocks per SM keep ~34 MB of V = 32000
- * rows in flight, under the 60 MB L2, so the gradient pass re-reads the logits from L2. */
+/** Threads per block of the cross-entropy row kernels. */
 const CE_THREADS = 1024;
+/** Largest vocabulary whose rows the register-resident cross-entropy kernel holds (CE_REG_CHUNKS
+ * float4 per thread in cross_entropy.cu); larger ones read each row twice. */
+const CE_REGISTER_VOCAB = 8 * 4 * CE_THREADS;
 /** Bytes of f32 logits one chunk of the fused lm head + cross-entropy may hold. */
 const LOGITS_CHUNK_BYTES = 256 * 1024 * 1024;
 
@@ -579,6 +583,7 @@ export class CudaEngine implements Engine {
     // dlogits must have the GEMM input type: in place over the f32 logits, or a bf16 buffer.
     const dlogits = wantGrad && act === "bf16" ? this.alloc([chunk, v], "bf16") as CudaTensor : logits;
     const blas = this.device.blas, stream = this.device.stream, compute = this.f32Compute;
+    const vec = v % 4 === 0 && aligned([logits.pointer, dlogits.pointer]);
     for (let r0 = 0; r0 < n; r0 += chunk) {
       const rows = Math.min(chunk, n - r0);
       const hiddenChunk = hidden.at(r0 * c);
@@ -589,7 +594,7 @@ export class CudaEngine implements Engine {
         logits.pointer,
         { stream },
       );
-      this.device.launch(`cross_entropy_rows_${dlogits.dtype}`, rows, CE_THREADS, [
+      const ceArgs: KernelArg[] = [
         logits.pointer,
         dlogits.pointer,
         losses.at(r0),
@@ -597,8 +602,14 @@ export class CudaEngine implements Engine {
         { i32: v },
         { f32: args.scale ?? 1 },
         { i32: wantGrad ? 1 : 0 },
-        { i32: v % 4 === 0 && aligned([logits.pointer, dlogits.pointer]) ? 1 : 0 },
-      ]);
+      ];
+      if (vec && v <= CE_REGISTER_VOCAB) {
+        this.device.launch(`cross_entropy_rows_reg_${dlogits.dtype}`, rows, CE_THREADS, ceArgs);
+      } else {
+        this.device.launch(`cross_entropy_rows_${dlogits.dtype}`, rows, CE_THREADS, [...ceArgs, {
+          i32: vec ? 1 : 0,
+        }]);
+      }
       if (dhidden) {
         blas.matmul(
           { m: rows, n: c, k: v, inputType: act, outputType: floatType(op, "dhidden", dhidden), compute },
@@ -717,11 +728,11 @@ export class CudaEngine implements Engine {
     const vec = width % VEC === 0 && aligned(rowPointers);
     const columns = vec ? width / VEC : width;
     const grid: [number, number, number] = [
-      Math.ceil(columns / BLOCK),
+      Math.ceil(columns / 32),
       Math.ceil(rows / ROWS_PER_COLUMN_BLOCK),
       1,
     ];
-    this.device.launch(name, grid, BLOCK, [
+    this.device.launch(name, grid, 32 * COLUMN_WARPS, [
       ...args,
       { i32: rows },
       { i32: width },

@@ -134,6 +134,41 @@ __device__ __forceinline__ void elementwise(i64 n, bool aligned, Body8 body8, Bo
   for (i64 i = done + (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) body1(i);
 }
 
+/** Warps of a column-reduction block (they split the rows; the 32 lanes split the columns). */
+#define COLUMN_WARPS 8
+
+/**
+ * Column sums of a [rows, width] block of rows (rows blockIdx.y * rows_per_block + ...): lane l of
+ * every warp owns `step` (1 or 8) adjacent columns starting at (blockIdx.x * 32 + l) * step, warps
+ * take every COLUMN_WARPS-th row, `add_row(r, col, sum)` adds row r's values into sum[0..step), and
+ * the warps' partial sums meet in shared memory: one atomic add into out[col + k] per block.
+ */
+template <typename Out, typename AddRow>
+__device__ __forceinline__ void column_reduce(Out* out, int rows, int width, int rows_per_block, int step,
+                                              AddRow add_row) {
+  __shared__ float partial[COLUMN_WARPS][32][9];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int col = (blockIdx.x * 32 + lane) * step;
+  float sum[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  if (col < width) {
+    const int start = blockIdx.y * rows_per_block, end = imin(rows, start + rows_per_block);
+#pragma unroll 4
+    for (int r = start + warp; r < end; r += COLUMN_WARPS) add_row(r, col, sum);
+  }
+#pragma unroll
+  for (int k = 0; k < 8; k++) partial[warp][lane][k] = sum[k];
+  __syncthreads();
+  if (warp == 0 && col < width) {
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+      float total = 0.f;
+#pragma unroll
+      for (int w = 0; w < COLUMN_WARPS; w++) total += partial[w][lane][k];
+      if (k < step) atomic_addf(out + col + k, total);
+    }
+  }
+}
+
 /** Instantiate macro M for each dtype combination of 1, 2 or 3 tensors: M(suffix..., type...). */
 #define EACH1(M) M(f32, float) M(bf16, bf16)
 #define EACH2(M) M(f32, float, f32, float) M(f32, float, bf16, bf16) M(bf16, bf16, f32, float) M(bf16, bf16, bf16, bf16)

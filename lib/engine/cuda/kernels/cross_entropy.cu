@@ -72,3 +72,56 @@ __device__ __forceinline__ void online_add(float x, float* m, float* s) {
     }                                                                                              \
   }
 EACH1(CE_ROWS)
+
+// The same for V <= CE_REG_CHUNKS * 4 * 1024 (e.g. 32000), V % 4 == 0 and aligned rows: 1024 threads
+// hold the whole row in registers (CE_REG_CHUNKS float4 each), so the logits are read from memory once.
+#define CE_REG_CHUNKS 8
+#define CE_ROWS_REG(ng, G)                                                                         \
+  extern "C" __global__ void __launch_bounds__(1024, 1) cross_entropy_rows_reg_##ng(              \
+      const float* logits, G* dlogits, float* losses, const int* targets, int vocab, float scale,  \
+      int want_grad) {                                                                             \
+    const i64 row = blockIdx.x;                                                                    \
+    const float* lr = logits + row * vocab;                                                        \
+    G* dr = dlogits + row * vocab;                                                                 \
+    const int target = targets[row];                                                               \
+    if (target < 0) {                                                                              \
+      if (threadIdx.x == 0) losses[row] = 0.f;                                                     \
+      if (want_grad) for (int j = threadIdx.x; j < vocab; j += blockDim.x) stf(dr + j, 0.f);       \
+      return;                                                                                      \
+    }                                                                                              \
+    u32x4 held[CE_REG_CHUNKS];                                                                     \
+    _Pragma("unroll") for (int c = 0; c < CE_REG_CHUNKS; c++) {                                    \
+      const int j = (c * 1024 + threadIdx.x) * 4;                                                  \
+      if (j < vocab) held[c] = *reinterpret_cast<const u32x4*>(lr + j);                            \
+    }                                                                                              \
+    float m = -F32_INFINITY, s = 0.f;                                                              \
+    _Pragma("unroll") for (int c = 0; c < CE_REG_CHUNKS; c++) {                                    \
+      const int j = (c * 1024 + threadIdx.x) * 4;                                                  \
+      if (j < vocab) {                                                                             \
+        m = fmaxf(m, fmaxf(fmaxf(__uint_as_float(held[c].x), __uint_as_float(held[c].y)),          \
+                           fmaxf(__uint_as_float(held[c].z), __uint_as_float(held[c].w))));        \
+      }                                                                                            \
+    }                                                                                              \
+    const float row_max = block_max(m);                                                            \
+    _Pragma("unroll") for (int c = 0; c < CE_REG_CHUNKS; c++) {                                    \
+      const int j = (c * 1024 + threadIdx.x) * 4;                                                  \
+      if (j < vocab) {                                                                             \
+        s += expf(__uint_as_float(held[c].x) - row_max) + expf(__uint_as_float(held[c].y) - row_max) + \
+             expf(__uint_as_float(held[c].z) - row_max) + expf(__uint_as_float(held[c].w) - row_max); \
+      }                                                                                            \
+    }                                                                                              \
+    const float lse = row_max + logf(block_sum(s));                                                \
+    if (threadIdx.x == 0) losses[row] = target < vocab ? lse - lr[target] : F32_NAN;               \
+    __syncthreads();                                                                               \
+    if (!want_grad) return;                                                                        \
+    _Pragma("unroll") for (int c = 0; c < CE_REG_CHUNKS; c++) {                                    \
+      const int j = (c * 1024 + threadIdx.x) * 4;                                                  \
+      if (j < vocab) {                                                                             \
+        float p[4] = {__uint_as_float(held[c].x), __uint_as_float(held[c].y), __uint_as_float(held[c].z), \
+                      __uint_as_float(held[c].w)};                                                 \
+        _Pragma("unroll") for (int k = 0; k < 4; k++) p[k] = scale * (expf(p[k] - lse) - (j + k == target ? 1.f : 0.f)); \
+        st4(dr + j, p);                                                                            \
+      }                                                                                            \
+    }                                                                                              \
+  }
+EACH1(CE_ROWS_REG)

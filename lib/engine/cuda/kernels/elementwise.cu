@@ -53,27 +53,21 @@ EACH1(SCALE)
   }
 EACH2(BIAS_ADD)
 
-// dbias[X] += sum over rows of dout[N, X]; grid (column blocks, row chunks); with `vec` each thread
-// owns 8 adjacent columns (the host sets it when X % 8 == 0 and the pointers are aligned).
+// dbias[X] += sum over rows of dout[N, X]; see column_reduce (`vec`: 8 columns per lane, set by the
+// host when X % 8 == 0 and dout is aligned).
 #define COLUMN_SUM(nd, D, ng, G)                                                                   \
   extern "C" __global__ void column_sum_##nd##_##ng(D* dbias, const G* dout, int rows, int width,  \
                                                     int rows_per_block, int vec) {                 \
-    const int step = vec ? 8 : 1;                                                                  \
-    const int col = (blockIdx.x * blockDim.x + threadIdx.x) * step;                                \
-    if (col >= width) return;                                                                      \
-    const int start = blockIdx.y * rows_per_block;                                                 \
-    const int end = imin(rows, start + rows_per_block);                                            \
-    float sum[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};                                       \
-    _Pragma("unroll 4") for (int r = start; r < end; r++) {                                                            \
+    column_reduce(dbias, rows, width, rows_per_block, vec ? 8 : 1, [&](int r, int col, float* sum) { \
+      const G* at = dout + (i64)r * width + col;                                                   \
       if (vec) {                                                                                   \
         float d[8];                                                                                \
-        ld8(dout + (i64)r * width + col, d);                                                       \
+        ld8(at, d);                                                                                \
         _Pragma("unroll") for (int k = 0; k < 8; k++) sum[k] += d[k];                              \
       } else {                                                                                     \
-        sum[0] += ldf(dout + (i64)r * width + col);                                                \
+        sum[0] += ldf(at);                                                                         \
       }                                                                                            \
-    }                                                                                              \
-    _Pragma("unroll") for (int k = 0; k < 8; k++) if (k < step) atomic_addf(dbias + col + k, sum[k]); \
+    });                                                                                            \
   }
 EACH2(COLUMN_SUM)
 

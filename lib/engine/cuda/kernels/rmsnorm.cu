@@ -87,19 +87,12 @@ EACH2(RMSNORM_FWD)
   }
 EACH2(RMSNORM_BWD)
 
-// dweight[X] += sum over rows of dout * x * rstd; grid (column blocks, row chunks); with `vec` each
-// thread owns 8 adjacent columns (the host sets it when X % 8 == 0 and the pointers are aligned).
+// dweight[X] += sum over rows of dout * x * rstd; see column_reduce (`vec` as for column_sum).
 #define RMSNORM_DW(ng, G, na, A)                                                                   \
   extern "C" __global__ void rmsnorm_dweight_##ng##_##na(G* dweight, const A* dout, const A* x,    \
                                                          const float* rstd, int rows, int width,   \
                                                          int rows_per_block, int vec) {            \
-    const int step = vec ? 8 : 1;                                                                  \
-    const int col = (blockIdx.x * blockDim.x + threadIdx.x) * step;                                \
-    if (col >= width) return;                                                                      \
-    const int start = blockIdx.y * rows_per_block;                                                 \
-    const int end = imin(rows, start + rows_per_block);                                            \
-    float sum[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};                                       \
-    _Pragma("unroll 4") for (int r = start; r < end; r++) {                                                            \
+    column_reduce(dweight, rows, width, rows_per_block, vec ? 8 : 1, [&](int r, int col, float* sum) { \
       const i64 at = (i64)r * width + col;                                                         \
       const float s = rstd[r];                                                                     \
       if (vec) {                                                                                   \
@@ -110,7 +103,6 @@ EACH2(RMSNORM_BWD)
       } else {                                                                                     \
         sum[0] += ldf(dout + at) * ldf(x + at) * s;                                                \
       }                                                                                            \
-    }                                                                                              \
-    _Pragma("unroll") for (int k = 0; k < 8; k++) if (k < step) atomic_addf(dweight + col + k, sum[k]); \
+    });                                                                                            \
   }
 EACH2(RMSNORM_DW)
