@@ -33,6 +33,12 @@ Deno.test("hostile safetensors: a missing file is a PathError naming it", async 
   );
 });
 
+Deno.test("hostile safetensors: a directory is a PathError naming it", async () => {
+  await withTempDir(async (dir) => {
+    await assertRejects(() => SafetensorsFile.open(dir), PathError, "not a regular file");
+  });
+});
+
 Deno.test("hostile safetensors: a file truncated after open fails the read with FileFormatError", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/t.safetensors`;

@@ -16,11 +16,6 @@ const OUTPUT_JSON = new URL("../out/io.json", import.meta.url).pathname;
 const CLI = new URL("../../cli/main.ts", import.meta.url).pathname;
 const STREAM_CAST = new URL("./stream_cast.ts", import.meta.url).pathname;
 
-async function memoryBytes(): Promise<number> {
-  const kb = /MemTotal:\s+(\d+) kB/.exec(await Deno.readTextFile("/proc/meminfo"))?.[1];
-  return Number(kb) * 1024;
-}
-
 async function directoryBytes(dir: string): Promise<number> {
   let total = 0;
   for await (const entry of Deno.readDir(dir)) {
@@ -110,7 +105,6 @@ export async function run(): Promise<void> {
       machine: {
         cpus: navigator.hardwareConcurrency,
         os: Deno.build.os,
-        memory_bytes: await memoryBytes(),
       },
       checkpoint: {
         bytes: source.totalBytes,

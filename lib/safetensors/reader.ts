@@ -76,7 +76,13 @@ export class SafetensorsFile {
   static async open(path: string): Promise<SafetensorsFile> {
     const file = await openFile(path);
     try {
-      const { size } = await file.stat();
+      const { size, isFile } = await file.stat();
+      if (!isFile) {
+        throw new PathError(`Cannot open safetensors file "${path}": it is not a regular file`, {
+          file: path,
+          hint: "give the path of a .safetensors file",
+        });
+      }
       if (size < HEADER_LENGTH_BYTES) {
         throw new FileFormatError(
           `Invalid safetensors file "${path}": it has ${size} bytes, fewer than the ${HEADER_LENGTH_BYTES}-byte header length`,
