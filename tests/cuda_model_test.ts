@@ -23,20 +23,26 @@ const STEPS = 100;
  * ~1e-6 and drift apart only through rounding amplified by 100 optimizer steps (seen: 1.2e-5). */
 const LOSS_CURVE_TOLERANCE = 1e-3;
 
-/** Golden tolerances in bf16 precision (bf16 activations and working weights): bf16 keeps 8 bits, so
- * each stored activation is off by up to 2^-9 relative, and the golden models' deliberately sharp
- * attention amplifies that; the CPU engine's bf16 emulation shows errors of the same size. */
-const BF16_GOLDEN_TOLERANCES = { logits: 1e-1, gradients: 3e-1 };
-/** Largest accepted |loss_cuda_bf16 - loss_cpu_f32| at any step of the loss curve. */
-const BF16_LOSS_CURVE_TOLERANCE = 5e-2;
+/** bf16 precision on the golden cases: bf16 keeps 8 significant bits, and these models' deliberately
+ * sharp attention turns that into large logit and gradient errors against the float64 reference
+ * (measured: logits 0.25 / 0.38, gradients up to 0.53 / 1.43 relative, the same for the CPU engine's
+ * bf16 emulation and for CUDA). So the check is that CUDA in bf16 is as accurate as the CPU's bf16
+ * emulation: each error at most BF16_RELATIVE_SLACK times the CPU's plus BF16_ABSOLUTE_SLACK, and the
+ * loss (an average, where rounding cancels) within BF16_LOSS_TOLERANCE of the reference. */
+const BF16_RELATIVE_SLACK = 1.25;
+const BF16_ABSOLUTE_SLACK = 1e-2;
+const BF16_LOSS_TOLERANCE = 3e-3;
+/** Largest accepted |loss_cuda_bf16 - loss_cpu_f32| at any step of the loss curve (measured 4.5e-2;
+ * losses move by 0.05-0.3 per step early on). */
+const BF16_LOSS_CURVE_TOLERANCE = 8e-2;
 
 for (const name of GOLDEN) {
   Deno.test({
-    name: `cuda golden ${name} in bf16 precision: within the bf16 tolerances, like the CPU's bf16 emulation`,
+    name: `cuda golden ${name} in bf16 precision: as accurate as the CPU engine's bf16 emulation`,
     ...GPU_TEST,
     async fn() {
       const dir = `${PROJECT_ROOT}fixtures/golden/${name}`;
-      const options = { precision: "bf16" as const, tolerances: BF16_GOLDEN_TOLERANCES };
+      const options = { precision: "bf16" as const, tolerances: { logits: Infinity, gradients: Infinity } };
       const gpu = await verifyReference(dir, { engine: await cudaEngine(), ...options });
       const cpu = await verifyReference(dir, { engine: new CpuEngine(), ...options });
       console.log(
@@ -46,7 +52,18 @@ for (const name of GOLDEN) {
           }, ` +
           `loss ${cpu.loss.toExponential(2)}, max grad ${cpu.maxGradient.toExponential(2)}`,
       );
-      assert(gpu.passed, `golden case ${name} failed on cuda in bf16: ${JSON.stringify(gpu)}`);
+      assert(gpu.loss <= BF16_LOSS_TOLERANCE, `loss error ${gpu.loss} > ${BF16_LOSS_TOLERANCE}`);
+      const pairs: [string, number, number][] = [
+        ["logits (plain)", gpu.logitsPlain, cpu.logitsPlain],
+        ["logits (HARPE)", gpu.logitsHarpe, cpu.logitsHarpe],
+        ...Object.entries(gpu.gradients).map(([p, e]): [string, number, number] => [p, e, cpu.gradients[p]]),
+      ];
+      for (const [what, g, c] of pairs) {
+        assert(
+          g <= BF16_RELATIVE_SLACK * c + BF16_ABSOLUTE_SLACK,
+          `${name} ${what}: cuda bf16 error ${g.toExponential(2)} vs cpu bf16 ${c.toExponential(2)}`,
+        );
+      }
     },
   });
 
@@ -161,7 +178,7 @@ for (
 }
 
 Deno.test({
-  name: "cuda: train() with device cuda runs the loop, writes the log and a checkpoint",
+  name: "cuda: train() with device cuda writes log and checkpoints, and its losses equal the cpu run's",
   ...GPU_TEST,
   async fn() {
     await withTempDir(async (dir) => {
@@ -176,24 +193,30 @@ Deno.test({
         vocabSize: tokenizer.vocabSize,
         eosId: tokenizer.eosId,
       });
-      const config = parseTrainConfig({
-        model: `${PROJECT_ROOT}fixtures/tiny`,
-        data: `${dir}/train.tokens`,
-        out: `${dir}/run`,
-        seq_len: 32,
-        batch: 2,
-        steps: 12,
-        optimizer: { lr: 3e-3 },
-        checkpoint: { every: 6 },
-        device: "cuda",
-      });
-      const summary = await train(config, { progress: false });
-      assertEquals(summary.steps, 12);
-      const log = await readLog(`${dir}/run/log.jsonl`);
-      assertEquals(log.length, 12);
-      const first = log[0].loss ?? NaN, last = log[11].loss ?? NaN;
-      assert(last < first, `loss did not fall: ${first} -> ${last}`);
-      assert((await Deno.stat(summary.checkpoint)).isDirectory);
+      const run = async (device: "cpu" | "cuda") => {
+        const config = parseTrainConfig({
+          model: `${PROJECT_ROOT}fixtures/tiny`,
+          data: `${dir}/train.tokens`,
+          out: `${dir}/run-${device}`,
+          seq_len: 32,
+          batch: 2,
+          steps: 12,
+          optimizer: { lr: 3e-3 },
+          checkpoint: { every: 6 },
+          device,
+        });
+        const summary = await train(config, { progress: false });
+        assertEquals(summary.steps, 12);
+        assert((await Deno.stat(summary.checkpoint)).isDirectory);
+        return (await readLog(`${dir}/run-${device}/log.jsonl`)).map((r) => r.loss ?? NaN);
+      };
+      const cpu = await run("cpu"), gpu = await run("cuda");
+      assertEquals(gpu.length, 12);
+      const worst = Math.max(...gpu.map((l, i) => Math.abs(l - cpu[i])));
+      assert(
+        worst <= LOSS_CURVE_TOLERANCE,
+        `train() losses on cuda differ from cpu by ${worst}: ${gpu} vs ${cpu}`,
+      );
     });
   },
 });
