@@ -1,0 +1,233 @@
+// Flash attention on the CUDA engine: launches the FlashAttention-2 kernels of
+// kernels/flash_attention_*.cu (mma.sync tensor cores; bf16, causal, grouped heads, head dims 64, 128).
+// The CudaEngine's attention ops call these for bf16 tensors with those head dims and keep the simple
+// kernels (attention.cu) for the rest. dq is summed over key blocks with f32 atomics into a zeroed
+// [B, T, H, D] f32 buffer (4 bytes per element of q, freed after the call), then scaled and rounded.
+
+import { ShapeError } from "../../errors.ts";
+import type { CudaDevice } from "./device.ts";
+
+/** Head dims the flash kernels are instantiated for. */
+export const FLASH_HEAD_DIMS: readonly number[] = [64, 128];
+/** Query rows per forward block (8 warps of 16 rows) and key rows per tile (FA_BR, FA_BC). */
+const FWD_ROWS = 128;
+const FWD_KEYS = 64;
+const FWD_THREADS = 256;
+/** Keys per backward block (4 warps of 16) and query rows per step (FB_BC, FB_BR). */
+const BWD_KEYS = 64;
+const BWD_ROWS = 64;
+const BWD_THREADS = 128;
+/** Shared-memory buffers of query/dout tiles in the backward (cp.async double buffering at D 64). */
+const BWD_STAGES: Readonly<Record<number, number>> = { 64: 2, 128: 1 };
+/** bf16 elements of padding per shared-memory row (FA_PAD). */
+const PAD = 8;
+/** Threads per block of the delta and dq kernels; dq blocks per multiprocessor. */
+const ROW_THREADS = 256;
+const DQ_BLOCKS_PER_SM = 8;
+/** Largest grid z (query or key blocks per head). */
+const MAX_GRID_Z = 65535;
+
+/** Sizes of one attention call: B batch, T tokens, H query heads, K key (= value) heads, D head dim. */
+export interface FlashDims {
+  b: number;
+  t: number;
+  h: number;
+  hk: number;
+  d: number;
+}
+
+/** Device pointers of the forward: out [B, T, H, D], lse f32 [B, H, T], q [B, T, H, D], k and v
+ * [B, T, K, D] (bf16 unless noted, 16-byte aligned). */
+export interface FlashForwardArgs {
+  out: bigint;
+  lse: bigint;
+  q: bigint;
+  k: bigint;
+  v: bigint;
+  dims: FlashDims;
+}
+
+/** Device pointers of the backward: dq [B, T, H, D], dk and dv [B, T, K, D], then the forward's
+ * inputs, out and lse, and dout [B, T, H, D]. */
+export interface FlashBackwardArgs extends FlashForwardArgs {
+  dq: bigint;
+  dk: bigint;
+  dv: bigint;
+  dout: bigint;
+}
+
+/**
+ * Throws a ShapeError unless the flash kernels take these sizes: head dim 64 or 128, H a multiple of
+ * K, T small enough for the grid.
+ *
+ * @example
+ * ```ts
+ * checkFlashDims({ b: 1, t: 4096, h: 32, hk: 4, d: 64 }); // ok
+ * checkFlashDims({ b: 1, t: 4096, h: 32, hk: 4, d: 96 }); // ShapeError
+ * ```
+ */
+export function checkFlashDims(dims: FlashDims): void {
+  const { t, h, hk, d } = dims;
+  if (!FLASH_HEAD_DIMS.includes(d)) {
+    throw new ShapeError(`flash attention: head dim ${d} is not supported`, {
+      expected: FLASH_HEAD_DIMS.join(" or "),
+      actual: d,
+      hint: `use a model with head dim ${FLASH_HEAD_DIMS.join(" or ")}, or the simple attention kernels`,
+    });
+  }
+  if (!(hk > 0 && h % hk === 0)) {
+    throw new ShapeError(`flash attention: ${h} query heads are not a multiple of ${hk} key heads`, {
+      expected: `a divisor of ${h}`,
+      actual: hk,
+    });
+  }
+  if (Math.ceil(t / Math.min(FWD_ROWS, BWD_KEYS)) > MAX_GRID_Z) {
+    throw new ShapeError(`flash attention: ${t} tokens are too many for one call`, {
+      expected: MAX_GRID_Z * Math.min(FWD_ROWS, BWD_KEYS),
+      actual: t,
+    });
+  }
+}
+
+/**
+ * Whether the engine should use the flash kernels: bf16 tensors, a supported head dim, as many value
+ * heads as key heads, and 16-byte aligned pointers.
+ *
+ * @example
+ * ```ts
+ * flashAttentionApplies({ b: 1, t: 128, h: 4, hk: 2, hv: 2, d: 64 }, "bf16", [q, k, v]); // true
+ * ```
+ */
+export function flashAttentionApplies(
+  dims: FlashDims & { hv: number },
+  dtype: string,
+  pointers: readonly bigint[],
+): boolean {
+  return dtype === "bf16" && FLASH_HEAD_DIMS.includes(dims.d) && dims.hk === dims.hv &&
+    Math.ceil(dims.t / BWD_KEYS) <= MAX_GRID_Z && pointers.every((p) => (p & 15n) === 0n);
+}
+
+/** Dynamic shared memory of the forward kernel for head dim `d` (bytes). */
+function forwardSharedBytes(d: number): number {
+  return (FWD_ROWS + 4 * FWD_KEYS) * (d + PAD) * 2;
+}
+
+/** Dynamic shared memory of the backward kernel for head dim `d` (bytes). */
+function backwardSharedBytes(d: number): number {
+  const stages = BWD_STAGES[d];
+  return (2 * BWD_KEYS + 2 * stages * BWD_ROWS) * (d + PAD) * 2 + BWD_ROWS * (BWD_KEYS + PAD) * 2 +
+    2 * stages * BWD_ROWS * 4;
+}
+
+const sharedSet = new WeakMap<CudaDevice, Set<string>>();
+
+function launchWithShared(
+  device: CudaDevice,
+  name: string,
+  grid: readonly [number, number, number],
+  block: number,
+  args: Parameters<CudaDevice["launch"]>[3],
+  bytes: number,
+): void {
+  const done = sharedSet.get(device) ?? new Set<string>();
+  if (!done.has(name)) {
+    device.driver.setMaxDynamicSharedMemory(device.kernel(name), bytes);
+    done.add(name);
+    sharedSet.set(device, done);
+  }
+  device.launch(name, grid, block, args, bytes);
+}
+
+/**
+ * Enqueues the causal flash-attention forward: writes out and lse (see FlashForwardArgs).
+ *
+ * @example
+ * ```ts
+ * flashAttentionForward(engine.device, { out, lse, q, k, v, dims: { b: 1, t: 8192, h: 32, hk: 4, d: 64 } });
+ * ```
+ */
+export function flashAttentionForward(device: CudaDevice, args: FlashForwardArgs): void {
+  const { dims } = args;
+  checkFlashDims(dims);
+  if (dims.b * dims.t === 0 || dims.h === 0) return;
+  const scale = 1 / Math.sqrt(dims.d);
+  launchWithShared(
+    device,
+    `flash_attention_fwd_d${dims.d}`,
+    [dims.h, dims.b, Math.ceil(dims.t / FWD_ROWS)],
+    FWD_THREADS,
+    [
+      args.out,
+      args.lse,
+      args.q,
+      args.k,
+      args.v,
+      { i32: dims.t },
+      { i32: dims.h },
+      { i32: dims.hk },
+      { f32: scale * Math.LOG2E },
+    ],
+    forwardSharedBytes(dims.d),
+  );
+}
+
+/**
+ * Enqueues the causal flash-attention backward: writes dq, dk, dv (see FlashBackwardArgs). Uses two
+ * temporary f32 buffers: delta [B, H, T] and the dq accumulator [B, T, H, D].
+ *
+ * @example
+ * ```ts
+ * flashAttentionBackward(engine.device, { dq, dk, dv, dout, out, lse, q, k, v, dims });
+ * ```
+ */
+export function flashAttentionBackward(device: CudaDevice, args: FlashBackwardArgs): void {
+  const { dims } = args;
+  checkFlashDims(dims);
+  const { b, t, h, hk, d } = dims;
+  const rows = b * t * h;
+  if (rows === 0) return;
+  const { driver, stream, allocator } = device;
+  const scale = 1 / Math.sqrt(d);
+  const delta = allocator.alloc(rows * 4);
+  const dqAcc = allocator.alloc(rows * d * 4);
+  driver.memsetD32(dqAcc, 0, rows * d, stream);
+  device.launch("flash_attention_delta", Math.ceil(rows / ROW_THREADS), ROW_THREADS, [
+    delta,
+    args.dout,
+    args.out,
+    { i32: b },
+    { i32: t },
+    { i32: h },
+    { i32: d },
+  ]);
+  launchWithShared(
+    device,
+    `flash_attention_bwd_d${d}`,
+    [hk, b, Math.ceil(t / BWD_KEYS)],
+    BWD_THREADS,
+    [
+      dqAcc,
+      args.dk,
+      args.dv,
+      args.q,
+      args.k,
+      args.v,
+      args.dout,
+      args.lse,
+      delta,
+      { i32: t },
+      { i32: h },
+      { i32: hk },
+      { f32: scale * Math.LOG2E },
+      { f32: scale },
+    ],
+    backwardSharedBytes(d),
+  );
+  const chunks = rows * d / 8;
+  const blocks = Math.min(Math.ceil(chunks / ROW_THREADS), device.info.multiprocessors * DQ_BLOCKS_PER_SM);
+  device.launch("flash_attention_dq", blocks, ROW_THREADS, [args.dq, dqAcc, BigInt(rows * d), {
+    f32: scale,
+  }]);
+  allocator.release(delta);
+  allocator.release(dqAcc);
+}

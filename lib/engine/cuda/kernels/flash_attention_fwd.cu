@@ -1,0 +1,145 @@
+// Flash-attention forward (FlashAttention-2 on mma.sync tensor cores), bf16 in/out, f32 accumulation,
+// causal, grouped heads. q, out [B, T, H, D]; k, v [B, T, K, D]; lse f32 [B, H, T] (natural log of
+// each query row's sum of exp(scaled scores)). One block = FA_BR query rows of one head (16 per warp);
+// key/value tiles of FA_BC rows stream through shared memory with cp.async double buffering; the
+// T x T scores never exist. Grid: (H, B, ceil(T / FA_BR)), the longest (last) query blocks first.
+
+#define FA_BR 128
+#define FA_BC 64
+#define FA_FWD_WARPS 8
+
+template <int D>
+__device__ __forceinline__ void flash_fwd(bf16* out, float* lse, const bf16* q, const bf16* k,
+                                          const bf16* v, int T, int H, int HK, float scale_log2) {
+  constexpr int S = D + FA_PAD, THREADS = FA_FWD_WARPS * 32, NT = FA_BC / 8, DT = D / 8;
+  bf16* smem = reinterpret_cast<bf16*>(fa_shared);
+  const u32 sq = fa_smem(smem);
+  const u32 sk = sq + 2u * FA_BR * S;   // [2][FA_BC][S]
+  const u32 sv = sk + 2u * 2 * FA_BC * S; // [2][FA_BC][S]
+  const int h = blockIdx.x, b = blockIdx.y;
+  const int q0 = (gridDim.z - 1 - blockIdx.z) * FA_BR;
+  const int hk = h / (H / HK);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  const i64 qstride = (i64)H * D, kstride = (i64)HK * D;
+  const bf16* qb = q + ((i64)b * T * H + h) * D;
+  const bf16* kb = k + ((i64)b * T * HK + hk) * D;
+  const bf16* vb = v + ((i64)b * T * HK + hk) * D;
+  const int last = imin(T, q0 + FA_BR);
+  const int blocks = (last + FA_BC - 1) / FA_BC;
+
+  fa_load_tile<D, FA_BR, THREADS>(sq, qb, qstride, q0, T);
+  fa_load_tile<D, FA_BC, THREADS>(sk, kb, kstride, 0, T);
+  fa_load_tile<D, FA_BC, THREADS>(sv, vb, kstride, 0, T);
+  fa_cp_commit();
+
+  u32 qf[D / 16][4];
+  float o[DT][4];
+#pragma unroll
+  for (int j = 0; j < DT; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  float m[2] = {-F32_INFINITY, -F32_INFINITY}, l[2] = {0.f, 0.f};
+  const int row0 = q0 + warp * 16 + g; // this lane's rows: row0 and row0 + 8
+
+  for (int j = 0; j < blocks; j++) {
+    const int buf = j & 1;
+    if (j + 1 < blocks) {
+      const u32 off = 2u * (u32)((buf ^ 1) * FA_BC * S);
+      fa_load_tile<D, FA_BC, THREADS>(sk + off, kb, kstride, (j + 1) * FA_BC, T);
+      fa_load_tile<D, FA_BC, THREADS>(sv + off, vb, kstride, (j + 1) * FA_BC, T);
+    }
+    fa_cp_commit();
+    fa_cp_wait<1>();
+    __syncthreads();
+    if (j == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++) fa_ldsm4(fa_a_addr(sq, S, warp * 16, kk * 16, lane), qf[kk]);
+    }
+    const u32 skb = sk + 2u * (u32)(buf * FA_BC * S), svb = sv + 2u * (u32)(buf * FA_BC * S);
+
+    // s = q k^T for this warp's 16 rows and the FA_BC keys of the tile.
+    float s[NT][4];
+#pragma unroll
+    for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+#pragma unroll
+      for (int np = 0; np < NT / 2; np++) {
+        u32 bf[4];
+        fa_ldsm4(fa_bn_addr(skb, S, np * 16, kk * 16, lane), bf);
+        fa_mma(s[2 * np], qf[kk], bf[0], bf[1]);
+        fa_mma(s[2 * np + 1], qf[kk], bf[2], bf[3]);
+      }
+    }
+    const int key0 = j * FA_BC;
+    if (key0 + FA_BC - 1 > q0 + warp * 16) { // the tile reaches past this warp's first row: mask
+#pragma unroll
+      for (int n = 0; n < NT; n++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int key = key0 + n * 8 + 2 * c + (e & 1), row = row0 + (e >> 1) * 8;
+          if (key > row) s[n][e] = -F32_INFINITY;
+        }
+      }
+    }
+    // Online softmax in the log2 domain; l holds this lane's partial row sums (quad-reduced at the end).
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      float mx = -F32_INFINITY;
+#pragma unroll
+      for (int n = 0; n < NT; n++) mx = fmaxf(mx, fmaxf(s[n][2 * i], s[n][2 * i + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float mnew = fmaxf(m[i], mx * scale_log2);
+      const float muse = mnew == -F32_INFINITY ? 0.f : mnew;
+      const float alpha = fa_exp2(m[i] - muse);
+      float sum = 0.f;
+#pragma unroll
+      for (int n = 0; n < NT; n++) {
+        s[n][2 * i] = fa_exp2(s[n][2 * i] * scale_log2 - muse);
+        s[n][2 * i + 1] = fa_exp2(s[n][2 * i + 1] * scale_log2 - muse);
+        sum += s[n][2 * i] + s[n][2 * i + 1];
+      }
+      l[i] = l[i] * alpha + sum;
+      m[i] = mnew;
+#pragma unroll
+      for (int d = 0; d < DT; d++) o[d][2 * i] *= alpha, o[d][2 * i + 1] *= alpha;
+    }
+    // o += p v, p from the score registers (accumulator layout = A layout of two adjacent tiles).
+#pragma unroll
+    for (int kc = 0; kc < FA_BC / 16; kc++) {
+      const u32 a[4] = {fa_pack(s[2 * kc][0], s[2 * kc][1]), fa_pack(s[2 * kc][2], s[2 * kc][3]),
+                        fa_pack(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                        fa_pack(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+#pragma unroll
+      for (int dp = 0; dp < D / 16; dp++) {
+        u32 bf[4];
+        fa_ldsm4t(fa_bk_addr(svb, S, kc * 16, dp * 16, lane), bf);
+        fa_mma(o[2 * dp], a, bf[0], bf[1]);
+        fa_mma(o[2 * dp + 1], a, bf[2], bf[3]);
+      }
+    }
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    float sum = l[i];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const int row = row0 + i * 8;
+    if (row >= T) continue;
+    const float inv = 1.f / sum;
+    u32* dst = reinterpret_cast<u32*>(out + ((i64)b * T * H + (i64)row * H + h) * D + 2 * c);
+#pragma unroll
+    for (int d = 0; d < DT; d++) dst[d * 4] = fa_pack(o[d][2 * i] * inv, o[d][2 * i + 1] * inv);
+    if (c == 0) lse[((i64)b * H + h) * T + row] = (m[i] + log2f(sum)) * FA_LN2;
+  }
+}
+
+#define FLASH_FWD(DIM)                                                                             \
+  extern "C" __global__ void __launch_bounds__(FA_FWD_WARPS * 32)                                  \
+      flash_attention_fwd_d##DIM(bf16* out, float* lse, const bf16* q, const bf16* k,              \
+                                 const bf16* v, int T, int H, int HK, float scale_log2) {           \
+    flash_fwd<DIM>(out, lse, q, k, v, T, H, HK, scale_log2);                                       \
+  }
+FLASH_FWD(64)
+FLASH_FWD(128)
