@@ -239,7 +239,9 @@ if (torchRun.code === 0) {
 const info = device.info;
 const header =
   `${new Date().toISOString().slice(0, 10)}, ${info.name} (sm_${info.arch}, ${info.multiprocessors} SMs), ` +
-  `driver ${info.driverVersion}, cuBLASLt ${device.blas.version()}, PyTorch ${torchVersion}`;
+  `CUDA driver API ${Math.floor(info.driverVersion / 1000)}.${
+    (info.driverVersion % 1000) / 10
+  }, cuBLASLt ${device.blas.version()}, PyTorch ${torchVersion}`;
 const lines = [
   header,
   "",
