@@ -178,3 +178,21 @@ Deno.test("a corrupt shard surfaces the safetensors FileFormatError", async () =
     await assertRejects(() => Checkpoint.open(dir), FileFormatError);
   });
 });
+
+Deno.test("readInto fills a reused buffer from any byte offset and refuses ranges past the tensor", async () => {
+  const checkpoint = await Checkpoint.open(GOLDEN_GQA);
+  try {
+    const name = "model.layers.0.mlp.down_proj.weight";
+    const whole = await checkpoint.readBytes(name);
+    const buffer = new Uint8Array(1000);
+    assertEquals(checkpoint.readInto(name, buffer, { start: 4096 }), whole.subarray(4096, 5096));
+    assertEquals(checkpoint.readInto(name, buffer.subarray(0, 10)), whole.subarray(0, 10));
+    await assertRejects(
+      () => checkpoint.readInto(name, buffer, { start: whole.byteLength - 999 }),
+      ShapeError,
+      "Cannot read bytes",
+    );
+  } finally {
+    checkpoint.close();
+  }
+});

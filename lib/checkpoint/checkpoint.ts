@@ -81,8 +81,8 @@ function indexedTensors(
  * ```
  */
 export class Checkpoint {
-  /** Read handles of `readInto`, one per shard, each with a queue so seek + read pairs never interleave. */
-  #handles = new Map<string, { file: Deno.FsFile; queue: Promise<unknown> }>();
+  /** Read handles of `readInto`, one per shard. */
+  #handles = new Map<string, Deno.FsFile>();
 
   private constructor(
     readonly dir: string,
@@ -171,59 +171,51 @@ export class Checkpoint {
 
   /**
    * Fills `target` with the tensor's bytes from byte `options.start` (default 0) of its data: the
-   * streaming read of export, into a buffer the caller reuses (no allocation per read).
+   * streaming read of export, into a buffer the caller reuses. It reads with synchronous calls, which
+   * fill `target` directly (the asynchronous ones go through a fresh buffer; measured 2x slower).
    *
    * @example
    * ```ts
    * const chunk = new Uint8Array(1 << 20);
-   * await checkpoint.readInto("lm_head.weight", chunk, { start: 0 });
+   * checkpoint.readInto("lm_head.weight", chunk, { start: 0 });
    * ```
    */
-  readInto(name: string, target: Uint8Array, options: { start?: number } = {}): Promise<Uint8Array> {
+  readInto(name: string, target: Uint8Array, options: { start?: number } = {}): Uint8Array {
     const info = this.info(name);
     const start = options.start ?? 0;
     if (!Number.isSafeInteger(start) || start < 0 || start + target.byteLength > info.byteLength) {
-      throw new ShapeError(
-        `Cannot read bytes [${start}, ${
-          start + target.byteLength
-        }) of tensor "${name}" (${info.byteLength} bytes)`,
-        {
+      const range = `[${start}, ${start + target.byteLength})`;
+      throw new ShapeError(`Cannot read bytes ${range} of tensor "${name}" (${info.byteLength} bytes)`, {
+        file: info.file,
+        tensor: name,
+        expected: `<= ${info.byteLength}`,
+        actual: start + target.byteLength,
+      });
+    }
+    let file = this.#handles.get(info.file);
+    if (!file) {
+      file = Deno.openSync(info.file, { read: true });
+      this.#handles.set(info.file, file);
+    }
+    file.seekSync(info.offset + start, Deno.SeekMode.Start);
+    for (let filled = 0; filled < target.byteLength;) {
+      const n = file.readSync(target.subarray(filled));
+      if (n === null) {
+        throw new FileFormatError(`"${info.file}" ended inside tensor "${name}"`, {
           file: info.file,
           tensor: name,
-          expected: `<= ${info.byteLength}`,
-          actual: start + target.byteLength,
-        },
-      );
-    }
-    let handle = this.#handles.get(info.file);
-    if (!handle) {
-      handle = { file: Deno.openSync(info.file, { read: true }), queue: Promise.resolve() };
-      this.#handles.set(info.file, handle);
-    }
-    const { file } = handle;
-    const read = handle.queue.then(async () => {
-      await file.seek(info.offset + start, Deno.SeekMode.Start);
-      for (let filled = 0; filled < target.byteLength;) {
-        const n = await file.read(target.subarray(filled));
-        if (n === null) {
-          throw new FileFormatError(`"${info.file}" ended inside tensor "${name}"`, {
-            file: info.file,
-            tensor: name,
-            hint: "the file was truncated after it was opened",
-          });
-        }
-        filled += n;
+          hint: "the file was truncated after it was opened",
+        });
       }
-      return target;
-    });
-    handle.queue = read.catch(() => {});
-    return read;
+      filled += n;
+    }
+    return target;
   }
 
   /** Closes every shard; later reads fail. */
   close(): void {
     for (const file of this.files.values()) file.close();
-    for (const { file } of this.#handles.values()) file.close();
+    for (const file of this.#handles.values()) file.close();
     this.#handles.clear();
   }
 }

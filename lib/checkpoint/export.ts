@@ -64,17 +64,10 @@ export const EXPORT_CHUNK_BYTES = 8 * 1024 * 1024;
 /** Largest growth of a chunk by a cast (BF16/F16 -> F32). */
 const MAX_CAST_GROWTH = 2;
 
-/** Two reused buffer pairs: one chunk is read and cast while the previous one is being written. */
-function chunkBuffers(): { input: Uint8Array; output: Uint8Array }[] {
-  return [0, 1].map(() => ({
-    input: new Uint8Array(EXPORT_CHUNK_BYTES),
-    output: new Uint8Array(EXPORT_CHUNK_BYTES * MAX_CAST_GROWTH),
-  }));
-}
-
-/** The checkpoint's tensors as export sources, streamed in chunks through reused buffers. */
+/** The checkpoint's tensors as export sources, streamed in chunks through two reused buffers. */
 function sourceTensors(checkpoint: Checkpoint, cast: WeightDType | undefined): SourceTensor[] {
-  const buffers = chunkBuffers();
+  const input = new Uint8Array(EXPORT_CHUNK_BYTES);
+  const output = new Uint8Array(EXPORT_CHUNK_BYTES * MAX_CAST_GROWTH);
   return [...checkpoint.tensors.values()].map((info) => ({
     name: info.name,
     dtype: cast ?? info.dtype,
@@ -84,20 +77,10 @@ function sourceTensors(checkpoint: Checkpoint, cast: WeightDType | undefined): S
       return cast ? castBytes(bytes, info.dtype, cast) : bytes;
     },
     stream: async (sink) => {
-      let writing: Promise<void> = Promise.resolve();
-      try {
-        for (let start = 0, turn = 0; start < info.byteLength; start += EXPORT_CHUNK_BYTES, turn ^= 1) {
-          const { input, output } = buffers[turn];
-          const n = Math.min(EXPORT_CHUNK_BYTES, info.byteLength - start);
-          const chunk = await checkpoint.readInto(info.name, input.subarray(0, n), { start });
-          const bytes = cast ? castBytes(chunk, info.dtype, cast, output) : chunk;
-          await writing;
-          writing = sink(bytes);
-        }
-        await writing;
-      } catch (error) {
-        await writing.catch(() => {});
-        throw error;
+      for (let start = 0; start < info.byteLength; start += EXPORT_CHUNK_BYTES) {
+        const n = Math.min(EXPORT_CHUNK_BYTES, info.byteLength - start);
+        const chunk = checkpoint.readInto(info.name, input.subarray(0, n), { start });
+        await sink(cast ? castBytes(chunk, info.dtype, cast, output) : chunk);
       }
     },
   }));
@@ -136,10 +119,10 @@ async function verifyOutput(
       }
       for (let start = 0; start < info.byteLength; start += EXPORT_CHUNK_BYTES) {
         const n = Math.min(EXPORT_CHUNK_BYTES, info.byteLength - start);
-        const chunk = await source.readInto(info.name, input.subarray(0, n), { start });
+        const chunk = source.readInto(info.name, input.subarray(0, n), { start });
         const want = cast ? castBytes(chunk, info.dtype, cast, expected) : chunk;
         const at = castByteLength(start, info.dtype, dtype);
-        const got = await output.readInto(info.name, actual.subarray(0, want.byteLength), { start: at });
+        const got = output.readInto(info.name, actual.subarray(0, want.byteLength), { start: at });
         const differs = firstDifference(got, want);
         if (differs >= 0) {
           throw new Error(
