@@ -23,7 +23,7 @@ const MARKER = "harpe-demo.json";
 const CONTEXT_FACTOR = 4;
 const DEFAULT_STEPS = 40;
 const BATCH = 4;
-const EVAL_BATCHES = 2;
+const EVAL_BATCHES = 4;
 const LOG_EVERY = 10;
 
 async function exists(path: string): Promise<boolean> {
@@ -56,13 +56,19 @@ async function tokenize(files: string[], out: string): Promise<TokenFile> {
   return await readTokenFile(out);
 }
 
-async function heldOutLoss(modelDir: string, data: TokenFile, seqLen: number): Promise<number> {
+/** Mean loss over the first EVAL_BATCHES * BATCH * evalLength held-out tokens, in sequences of seqLen. */
+async function heldOutLoss(
+  modelDir: string,
+  data: TokenFile,
+  lengths: { seqLen: number; evalLength: number },
+): Promise<number> {
   const engine = await openEngine("cpu");
   try {
     const model = await loadModel(engine, modelDir);
+    const batch = BATCH * lengths.evalLength / lengths.seqLen;
     return await evaluateLoss(model, data, {
-      seqLen,
-      batch: BATCH,
+      seqLen: lengths.seqLen,
+      batch,
       batches: EVAL_BATCHES,
       eosId: data.info.eosId,
     });
@@ -77,7 +83,7 @@ async function main(options: { out: string; steps: number }): Promise<void> {
   const config = JSON.parse(await Deno.readTextFile(`${TINY}/config.json`));
   const seqLen = config.max_position_embeddings * CONTEXT_FACTOR;
   console.log(
-    `harpe demo: the tiny Llama in fixtures/tiny (context ${config.max_position_embeddings}, random init) ` +
+    `harpe demo: the tiny Llama in fixtures/tiny (pretrained at ${config.max_position_embeddings} tokens) ` +
       `trained at ${seqLen} tokens on the CPU; output in ${out}/`,
   );
   await prepareOutput(out);
@@ -91,11 +97,14 @@ async function main(options: { out: string; steps: number }): Promise<void> {
       `held out ${HELD_OUT} -> ${out}/data/heldout.tokens (${evalData.info.tokens} tokens)`,
   );
 
-  const before = await heldOutLoss(TINY, evalData, seqLen);
+  const original: number = config.max_position_embeddings;
+  const short = await heldOutLoss(TINY, evalData, { seqLen: original, evalLength: seqLen });
+  const before = await heldOutLoss(TINY, evalData, { seqLen, evalLength: seqLen });
   console.log(
-    `[2/4] held-out loss before training: ${
+    `[2/4] held-out loss before training (${EVAL_BATCHES * BATCH * seqLen} tokens): ${
       before.toFixed(4)
-    } (${EVAL_BATCHES} x ${BATCH} x ${seqLen} tokens)`,
+    } in ` +
+      `sequences of ${seqLen}, ${short.toFixed(4)} in sequences of ${original} (its original context)`,
   );
 
   const trainConfig = parseTrainConfig({
@@ -105,8 +114,8 @@ async function main(options: { out: string; steps: number }): Promise<void> {
     seq_len: seqLen,
     batch: BATCH,
     steps,
-    optimizer: { lr: 3e-3, betas: [0.9, 0.95], weight_decay: 0.1 },
-    schedule: { kind: "cosine", warmup: Math.max(1, Math.round(steps / 10)), min_lr: 3e-4 },
+    optimizer: { lr: 1e-3, betas: [0.9, 0.95], weight_decay: 0.1 },
+    schedule: { kind: "cosine", warmup: Math.max(1, Math.round(steps / 10)), min_lr: 1e-4 },
     grad_clip: 1.0,
     checkpoint: { every: Math.max(1, Math.ceil(steps / 2)) },
     seed: 0,
@@ -130,13 +139,14 @@ async function main(options: { out: string; steps: number }): Promise<void> {
 
   const exported = `${out}/export`;
   await exportCheckpoint(`${summary.runDir}/latest`, exported, { dtype: "BF16", progress: false });
-  const after = await heldOutLoss(exported, evalData, seqLen);
+  const after = await heldOutLoss(exported, evalData, { seqLen, evalLength: seqLen });
   console.log(`[4/4] export: bf16 -> ${exported}`);
 
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   console.log("");
   console.log(
-    `held-out loss: ${before.toFixed(4)} before -> ${after.toFixed(4)} after (exported bf16 weights)`,
+    `held-out loss at ${seqLen} tokens: ${before.toFixed(4)} before -> ${after.toFixed(4)} after ` +
+      `(exported bf16 weights; ${short.toFixed(4)} at ${original} tokens before training)`,
   );
   console.log(
     `training loss: ${(first as number | null)?.toFixed(4)} at step 1 -> ${

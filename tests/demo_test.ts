@@ -18,9 +18,10 @@ Deno.test("demo runs end to end with 2 steps and says where everything went", as
     const out = `${dir}/demo`;
     const result = await runDemo(["--out", out, "--steps", "2"]);
     assertEquals(result.code, 0, result.stderr);
-    const match = /held-out loss: ([\d.]+) before -> ([\d.]+) after/.exec(result.stdout);
+    const match = /held-out loss at 256 tokens: ([\d.]+) before -> ([\d.]+) after/.exec(result.stdout);
     assert(match, `prints the held-out loss before and after:\n${result.stdout}`);
-    assert(Math.abs(Number(match[1]) - Math.log(512)) < 0.1, "the random tiny model starts near ln(512)");
+    const before = Number(match[1]);
+    assert(before > 2 && before < 4.5, `the pretrained tiny model starts well below ln(512) (${before})`);
     assertStringIncludes(result.stdout, out);
     assertEquals(await listDir(out), ["data", "export", "harpe-demo.json", "run"]);
     assertEquals(await Deno.readLink(`${out}/run/latest`), "checkpoints/step-2");
