@@ -99,6 +99,8 @@ Deno.test("missing rope fields default to theta 10000; missing dtype to float32"
   const config = parseConfig(raw);
   assertEquals(config.rope, { type: "default", theta: 10000, rotaryDim: 8 });
   assertEquals(config.dtype, "float32");
+  assertEquals(parseConfig(llamaV4({ torch_dtype: "auto" })).dtype, "float32");
+  assertEquals(parseConfig(llamaV4({ torch_dtype: "torch.float16" })).dtype, "float16");
 });
 
 Deno.test("num_key_value_heads defaults to num_attention_heads (MHA)", () => {

@@ -23,6 +23,9 @@ export const CONFIG_DTYPES: readonly ConfigDType[] = ["float32", "bfloat16", "fl
 /** HF's RMSNorm epsilon when a config names none (the default of every supported architecture). */
 export const DEFAULT_RMS_NORM_EPS = 1e-6;
 
+/** The dtype value that leaves the choice to the loader, as if none were given. */
+const AUTO_DTYPE = "auto";
+
 /** HF's dtype when a config names none. */
 const DEFAULT_DTYPE: ConfigDType = "float32";
 
@@ -86,6 +89,7 @@ function dtype(fields: ConfigFields): ConfigDType {
   const read = (field: string): ConfigDType | undefined => {
     if (!fields.has(field)) return undefined;
     const value = fields.string(field).replace(/^torch\./, "");
+    if (value === AUTO_DTYPE) return undefined;
     if (!CONFIG_DTYPES.includes(value as ConfigDType)) {
       throw new UnsupportedError(`${fields.file}: "${field}" is "${value}", which harpe does not support`, {
         file: fields.file,
