@@ -246,3 +246,46 @@ Deno.test("harpe train: train.yaml errors are exit 2 with the field path; an exi
     assertStringIncludes(result.stderr, "--resume");
   });
 });
+
+Deno.test("train.yaml: defaults, steps from tokens, exactly one of steps/tokens, paths in messages", async () => {
+  const base = {
+    model: "m",
+    data: "d",
+    out: "o",
+    seq_len: 128,
+    batch: 2,
+    grad_accum: 3,
+    optimizer: { lr: 1e-3 },
+  };
+  const fromTokens = parseTrainConfig({ ...base, tokens: 10_000 });
+  assertEquals(fromTokens.steps, Math.ceil(10_000 / (128 * 2 * 3)));
+  assertEquals(fromTokens.checkpoint.every, fromTokens.steps);
+  assertEquals(fromTokens.optimizer.betas, [0.9, 0.95]);
+  assertEquals(fromTokens.schedule, { kind: "cosine", warmup: 0, min_lr: 0 });
+  const { ConfigError } = await import("../lib/errors.ts");
+  const message = (raw: unknown) => {
+    try {
+      parseTrainConfig(raw, { file: "run.yaml" });
+    } catch (error) {
+      assert(error instanceof ConfigError, `ConfigError, got ${error}`);
+      return error.message;
+    }
+    throw new Error("no error");
+  };
+  assertEquals(
+    message({ ...base, steps: 1, tokens: 5 }),
+    "run.yaml: steps or tokens must be given (exactly one)",
+  );
+  assertEquals(message({ ...base }), "run.yaml: steps or tokens must be given (exactly one)");
+  assertEquals(message({ ...base, steps: 1, optimizer: {} }), "run.yaml: optimizer.lr is required");
+  assertEquals(
+    message({ ...base, steps: 1, optimizer: { lr: 1, betas: [0.9, 1] } }),
+    "run.yaml: optimizer.betas[1] must be in [0, 1)",
+  );
+  assertEquals(
+    message({ ...base, steps: 1, schedule: { kind: "linear" } }),
+    "run.yaml: schedule.kind must be cosine or constant",
+  );
+  assertEquals(message({ ...base, steps: 1.5 }), "run.yaml: steps must be a positive integer");
+  assertEquals(message([1]), "run.yaml: the file must be a mapping");
+});
