@@ -178,7 +178,7 @@ for (
 }
 
 Deno.test({
-  name: "cuda: train() with device cuda writes log and checkpoints, and its losses equal the cpu run's",
+  name: "cuda: train() with device cuda (f32, bf16) writes log and checkpoints, losses follow the cpu run's",
   ...GPU_TEST,
   async fn() {
     await withTempDir(async (dir) => {
@@ -193,30 +193,39 @@ Deno.test({
         vocabSize: tokenizer.vocabSize,
         eosId: tokenizer.eosId,
       });
-      const run = async (device: "cpu" | "cuda") => {
+      const run = async (device: "cpu" | "cuda", precision: Precision) => {
         const config = parseTrainConfig({
           model: `${PROJECT_ROOT}fixtures/tiny`,
           data: `${dir}/train.tokens`,
-          out: `${dir}/run-${device}`,
+          out: `${dir}/run-${device}-${precision}`,
           seq_len: 32,
           batch: 2,
           steps: 12,
           optimizer: { lr: 3e-3 },
           checkpoint: { every: 6 },
           device,
+          precision,
         });
         const summary = await train(config, { progress: false });
         assertEquals(summary.steps, 12);
         assert((await Deno.stat(summary.checkpoint)).isDirectory);
-        return (await readLog(`${dir}/run-${device}/log.jsonl`)).map((r) => r.loss ?? NaN);
+        return (await readLog(`${dir}/run-${device}-${precision}/log.jsonl`)).map((r) => r.loss ?? NaN);
       };
-      const cpu = await run("cpu"), gpu = await run("cuda");
-      assertEquals(gpu.length, 12);
-      const worst = Math.max(...gpu.map((l, i) => Math.abs(l - cpu[i])));
-      assert(
-        worst <= LOSS_CURVE_TOLERANCE,
-        `train() losses on cuda differ from cpu by ${worst}: ${gpu} vs ${cpu}`,
-      );
+      const cpu = await run("cpu", "f32");
+      for (
+        const [precision, tolerance] of [["f32", LOSS_CURVE_TOLERANCE], [
+          "bf16",
+          BF16_LOSS_CURVE_TOLERANCE,
+        ]] as const
+      ) {
+        const gpu = await run("cuda", precision);
+        assertEquals(gpu.length, 12);
+        const worst = Math.max(...gpu.map((l, i) => Math.abs(l - cpu[i])));
+        assert(
+          worst <= tolerance,
+          `train() ${precision} losses on cuda differ from cpu f32 by ${worst}: ${gpu} vs ${cpu}`,
+        );
+      }
     });
   },
 });

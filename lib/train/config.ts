@@ -60,6 +60,8 @@ export const trainConfigSchema = z.strictObject({
   checkpoint: z.strictObject({ every: positiveInt }, described("a mapping with every")).optional(),
   seed: nonNegativeInt.default(0),
   device: z.enum(["cpu", "cuda"], described("cpu or cuda")).default("cpu"),
+  /** Storage of activations and working weights: f32, or bf16 (f32 master weights and optimizer state). */
+  precision: z.enum(["f32", "bf16"], described("f32 or bf16")).default("f32"),
   max_bad_steps_in_row: positiveInt.default(DEFAULT_MAX_BAD_STEPS),
 }, described("a mapping")).check((ctx) => {
   const { steps, tokens } = ctx.value;

@@ -89,7 +89,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   const data = await readTokenFile(config.data);
   const engine = await openEngine(config.device);
   try {
-    const model = await loadModel(engine, resumeFrom ?? config.model);
+    const model = await loadModel(engine, resumeFrom ?? config.model, { precision: config.precision });
     if (data.info.vocabSize > model.config.vocabSize) {
       throw new ShapeError(
         `Token file "${config.data}" has a vocabulary of ${data.info.vocabSize}, the model only ${model.config.vocabSize}`,
