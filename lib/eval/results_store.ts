@@ -35,12 +35,12 @@ export class ResultsStore {
   #results = new Map<string, CellResult>();
   #encoder = new TextEncoder();
 
-  private constructor(readonly path: string) {}
+  private constructor(readonly dir: string, readonly path: string) {}
 
-  /** Opens (or creates) `dir`/results.jsonl. A torn last line (a run killed mid-write) is dropped. */
+  /** Opens `dir`/results.jsonl (the folder is made at the first append). A torn last line (a run
+   * killed mid-write) is dropped. */
   static async open(dir: string): Promise<ResultsStore> {
-    await Deno.mkdir(dir, { recursive: true });
-    const store = new ResultsStore(`${dir}/${RESULTS_FILE}`);
+    const store = new ResultsStore(dir, `${dir}/${RESULTS_FILE}`);
     let text = "";
     try {
       text = await Deno.readTextFile(store.path);
@@ -79,6 +79,7 @@ export class ResultsStore {
 
   /** Stores a finished cell: appended to the file at once, so a killed run loses at most this cell. */
   async append(result: CellResult): Promise<void> {
+    await Deno.mkdir(this.dir, { recursive: true });
     await Deno.writeFile(this.path, this.#encoder.encode(JSON.stringify(result) + "\n"), { append: true });
     this.#results.set(cellKey(result, result.variant), result);
   }
