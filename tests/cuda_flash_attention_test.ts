@@ -98,12 +98,13 @@ function runCpu(dims: FlashDims, x: Inputs): Results {
 
 /** Throws unless `actual` matches `expected`: max error relative to max |expected|, and RMS error. */
 function expectClose(name: string, actual: Float32Array, expected: Float32Array, tolerance: number): void {
-  let diff = 0, ref = 0, sq = 0, refSq = 0;
+  let diff = 0, ref = 0, sq = 0, refSq = 0, worst = 0;
   for (let i = 0; i < expected.length; i++) {
     const e = Math.abs(actual[i] - expected[i]);
     if (!Number.isFinite(actual[i])) {
       throw new AssertionError(`${name}: element ${i} is ${actual[i]} (expected ${expected[i]})`);
     }
+    if (e > diff) worst = i;
     diff = Math.max(diff, e);
     ref = Math.max(ref, Math.abs(expected[i]));
     sq += e * e;
@@ -111,9 +112,14 @@ function expectClose(name: string, actual: Float32Array, expected: Float32Array,
   }
   const maxError = diff / Math.max(ref, 1e-30), rmsError = Math.sqrt(sq / Math.max(refSq, 1e-30));
   if (!(maxError <= tolerance && rmsError <= RMS_TOLERANCE)) {
+    let bad = 0, first = -1;
+    for (let i = 0; i < expected.length; i++) {
+      if (Math.abs(actual[i] - expected[i]) > tolerance * ref) (bad++, first < 0 && (first = i));
+    }
     throw new AssertionError(
       `${name}: max error ${maxError.toExponential(2)} (allowed ${tolerance}), rms error ` +
-        `${rmsError.toExponential(2)} (allowed ${RMS_TOLERANCE})`,
+        `${rmsError.toExponential(2)} (allowed ${RMS_TOLERANCE}); worst element ${worst} ` +
+        `(${actual[worst]} vs ${expected[worst]}), ${bad} of ${expected.length} off, first ${first}`,
     );
   }
 }

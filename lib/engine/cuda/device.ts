@@ -17,6 +17,9 @@ export const KERNEL_FILES = [
   "rope.cu",
   "attention.cu",
   "cross_entropy.cu",
+  "flash_attention_mma.cu",
+  "flash_attention_fwd.cu",
+  "flash_attention_bwd.cu",
 ] as const;
 /** cuBLASLt workspace (what cuBLAS recommends for Hopper). */
 const BLAS_WORKSPACE_BYTES = 32 * 1024 * 1024;

@@ -8,6 +8,7 @@ import type { Engine, HostArray, Tensor, TensorDType } from "../engine.ts";
 import { expectDType, expectRank, expectShape, expectSize, floatType, sameFloatType } from "./checks.ts";
 import { CudaDevice, type CudaDeviceOptions } from "./device.ts";
 import type { KernelArg } from "./ffi/args.ts";
+import { flashAttentionApplies, flashAttentionBackward, flashAttentionForward } from "./flash_attention.ts";
 
 /** Threads per block of elementwise kernels. */
 const BLOCK = 256;
@@ -441,6 +442,12 @@ export class CudaEngine implements Engine {
     const act = sameFloatType(op, { q, k, v, out });
     const rows = dims.b * dims.h * dims.t;
     if (rows === 0) return;
+    const p = (name: string, t: Tensor) => this.#p(op, name, t);
+    if (flashAttentionApplies(dims, act, [p("out", out), p("q", q), p("k", k), p("v", v)])) {
+      const ptrs = { out: p("out", out), lse: p("lse", lse), q: p("q", q), k: p("k", k), v: p("v", v) };
+      flashAttentionForward(this.device, { ...ptrs, dims });
+      return;
+    }
     this.device.launch(`attention_fwd_${act}`, Math.ceil(rows / ATTENTION_WARPS), 32 * ATTENTION_WARPS, [
       this.#p(op, "out", out),
       this.#p(op, "lse", lse),
@@ -477,9 +484,15 @@ export class CudaEngine implements Engine {
     const act = sameFloatType(op, { q, k, v, out, dout, dq, dk, dv });
     const rows = dims.b * dims.h * dims.t;
     if (rows === 0) return;
+    const p = (name: string, t: Tensor) => this.#p(op, name, t);
+    const ptrs = { dq: p("dq", dq), dk: p("dk", dk), dv: p("dv", dv), dout: p("dout", dout), q: p("q", q) };
+    const saved = { k: p("k", k), v: p("v", v), out: p("out", out), lse: p("lse", args.lse) };
+    if (flashAttentionApplies(dims, act, [...Object.values(ptrs), saved.k, saved.v, saved.out])) {
+      flashAttentionBackward(this.device, { ...ptrs, ...saved, dims });
+      return;
+    }
     const delta = this.alloc([rows], "f32") as CudaTensor;
     const block = 32 * ATTENTION_WARPS;
-    const p = (name: string, t: Tensor) => this.#p(op, name, t);
     this.device.launch(`attention_delta_${act}`, Math.ceil(rows / ATTENTION_WARPS), block, [
       delta.pointer,
       p("dout", dout),
