@@ -1,57 +1,51 @@
-// Runs a command and measures its wall time and peak resident memory (via /usr/bin/time -v when
-// present, else by polling VmHWM in /proc/<pid>/status).
+// Runs a command under GNU time and measures its wall time, peak resident memory, and the time the
+// kernel then takes to flush what it wrote (`sync`), starting from a flushed page cache.
 
-/** Wall time and peak RSS of one command. */
+/** Wall time, flush time and peak RSS of one command. */
 export interface Measurement {
+  /** Wall time of the command itself. */
   seconds: number;
+  /** Wall time of the `sync` right after it: writing its dirty pages to disk. */
+  syncSeconds: number;
   peakRssBytes: number;
-  code: number;
 }
 
+/** GNU time, for the peak RSS ("Maximum resident set size") of a child process. */
 const GNU_TIME = "/usr/bin/time";
-const POLL_INTERVAL_MS = 20;
 
-async function hasGnuTime(): Promise<boolean> {
-  try {
-    return (await Deno.stat(GNU_TIME)).isFile;
-  } catch {
-    return false;
-  }
+async function run(program: string, args: string[]): Promise<string> {
+  const output = await new Deno.Command(program, { args, stdout: "null", stderr: "piped" }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  if (output.code !== 0) throw new Error(`${program} ${args.join(" ")} failed (${output.code}): ${stderr}`);
+  return stderr;
 }
 
-async function readHighWaterMark(pid: number): Promise<number> {
-  try {
-    const status = await Deno.readTextFile(`/proc/${pid}/status`);
-    const kb = /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
-    return kb ? Number(kb) * 1024 : 0;
-  } catch {
-    return 0;
-  }
+async function timed(body: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await body();
+  return (performance.now() - started) / 1000;
 }
 
 /**
- * Runs `command` with `args`, returning its wall time, peak RSS and exit code; stderr is kept only to
- * report a failure.
+ * Flushes the page cache's dirty pages, runs `command` with `args` under GNU time, then flushes again;
+ * returns the command's wall time, the flush time after it, and its peak RSS.
  *
  * @example
  * ```ts
- * const { seconds, peakRssBytes } = await measure("cp", ["-r", "a", "b"]);
+ * const { seconds, syncSeconds, peakRssBytes } = await measure("cp", ["-r", "a", "b"]);
  * ```
  */
 export async function measure(command: string, args: string[]): Promise<Measurement> {
-  const gnu = await hasGnuTime();
-  const [program, argv] = gnu ? [GNU_TIME, ["-v", command, ...args]] : [command, args];
-  const started = performance.now();
-  const child = new Deno.Command(program, { args: argv, stdout: "null", stderr: "piped" }).spawn();
-  let polledPeak = 0;
-  const poll = gnu ? undefined : setInterval(async () => {
-    polledPeak = Math.max(polledPeak, await readHighWaterMark(child.pid));
-  }, POLL_INTERVAL_MS);
-  const output = await child.output();
-  const seconds = (performance.now() - started) / 1000;
-  if (poll !== undefined) clearInterval(poll);
-  const stderr = new TextDecoder().decode(output.stderr);
-  if (output.code !== 0) throw new Error(`${command} ${args.join(" ")} failed (${output.code}): ${stderr}`);
+  try {
+    await Deno.stat(GNU_TIME);
+  } catch {
+    throw new Error(`${GNU_TIME} is needed to measure peak RSS (install the "time" package)`);
+  }
+  await run("sync", []);
+  let stderr = "";
+  const seconds = await timed(async () => stderr = await run(GNU_TIME, ["-v", command, ...args]));
+  const syncSeconds = await timed(() => run("sync", []));
   const maxKb = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr)?.[1];
-  return { seconds, peakRssBytes: gnu && maxKb ? Number(maxKb) * 1024 : polledPeak, code: output.code };
+  if (maxKb === undefined) throw new Error(`no peak RSS in the output of ${GNU_TIME}: ${stderr}`);
+  return { seconds, syncSeconds, peakRssBytes: Number(maxKb) * 1024 };
 }
