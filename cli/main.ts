@@ -25,6 +25,11 @@ export function buildProgram(): Command {
   program.addCommand(verifyReferenceCommand());
   program.addCommand(evalCommand());
   program.addCommand(generateCommand());
+  // addCommand does not pass these down: a subcommand's usage error (e.g. a missing required option)
+  // must also end in exit code 2, not commander's own exit 1.
+  for (const command of program.commands) {
+    command.exitOverride().showHelpAfterError("(run with --help for usage)");
+  }
   return program;
 }
 

@@ -173,6 +173,10 @@ Deno.test("harpe export: bad input exits 2 with one line and writes nothing", as
     await expectBadInput([GOLDEN_MHA, "-o", out, "--dtype", "f8"], dir, '--dtype "f8"');
     await expectBadInput([GOLDEN_MHA, "-o", out, "--shard-size", "lots"], dir, '--shard-size "lots"');
 
+    const usage = await runHarpe(["export", GOLDEN_MHA]);
+    assertEquals(usage.code, 2, "a missing -o is a usage error: exit 2");
+    assertStringIncludes(usage.stderr, "--output");
+
     await Deno.mkdir(`${dir}/exists`);
     await expectBadInput([GOLDEN_MHA, "-o", `${dir}/exists`], dir, "already exists");
     assertEquals(await listDir(`${dir}/exists`), []);
