@@ -41,6 +41,10 @@ __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
 /** Sum over the block; every thread gets the total. Blocks are whole warps. */
 __device__ __forceinline__ float block_sum(float v) {
   __shared__ float partial[32];
@@ -50,6 +54,15 @@ __device__ __forceinline__ float block_sum(float v) {
   if (lane == 0) partial[warp] = v;
   __syncthreads();
   return warp_sum(lane < warps ? partial[lane] : 0.f);
+}
+__device__ __forceinline__ float block_max(float v) {
+  __shared__ float partial[32];
+  v = warp_max(v);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  __syncthreads();
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  return warp_max(lane < warps ? partial[lane] : -F32_INFINITY);
 }
 
 /** 16 bytes: the widest plain load/store (8 bf16 or 4 f32). */
@@ -101,30 +114,6 @@ __device__ __forceinline__ i64 divmod(i64 i, int d, int* r) {
   const i64 q = i / d;
   *r = (int)(i - q * d);
   return q;
-}
-
-/** Merges running (max m, sum of exp(. - m) s) pairs. */
-__device__ __forceinline__ void merge_max_sum(float* m, float* s, float om, float os) {
-  const float top = fmaxf(*m, om);
-  *s = (*s > 0.f ? *s * expf(*m - top) : 0.f) + (os > 0.f ? os * expf(om - top) : 0.f);
-  *m = top;
-}
-/** Block-wide merge of (max, sum of exponentials) pairs in one shared-memory round; every thread gets
- * the row's pair. Blocks are whole warps. */
-__device__ __forceinline__ void block_max_sum(float* m, float* s) {
-  __shared__ float partial_m[32], partial_s[32];
-  for (int o = 16; o > 0; o >>= 1) {
-    merge_max_sum(m, s, __shfl_xor_sync(0xffffffffu, *m, o), __shfl_xor_sync(0xffffffffu, *s, o));
-  }
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  __syncthreads();
-  if (lane == 0) partial_m[warp] = *m, partial_s[warp] = *s;
-  __syncthreads();
-  *m = lane < warps ? partial_m[lane] : -F32_INFINITY;
-  *s = lane < warps ? partial_s[lane] : 0.f;
-  for (int o = 16; o > 0; o >>= 1) {
-    merge_max_sum(m, s, __shfl_xor_sync(0xffffffffu, *m, o), __shfl_xor_sync(0xffffffffu, *s, o));
-  }
 }
 
 /** Grid-stride loop over i in [0, n). */

@@ -53,8 +53,8 @@ __device__ __forceinline__ void online_add(float x, float* m, float* s) {
     } else {                                                                                       \
       for (int j = threadIdx.x; j < vocab; j += blockDim.x) online_add(lr[j], &m, &s);             \
     }                                                                                              \
-    block_max_sum(&m, &s);                                                                         \
-    const float lse = m + logf(s);                                                                 \
+    const float row_max = block_max(m);                                                            \
+    const float lse = row_max + logf(block_sum(s > 0.f ? s * expf(m - row_max) : 0.f));            \
     if (threadIdx.x == 0) losses[row] = target < vocab ? lse - lr[target] : F32_NAN;               \
     __syncthreads();                                                                               \
     if (!want_grad) return;                                                                        \
@@ -102,15 +102,15 @@ EACH1(CE_ROWS)
                            fmaxf(__uint_as_float(held[c].z), __uint_as_float(held[c].w))));        \
       }                                                                                            \
     }                                                                                              \
+    const float row_max = block_max(m);                                                            \
     _Pragma("unroll") for (int c = 0; c < CE_REG_CHUNKS; c++) {                                    \
       const int j = (c * 1024 + threadIdx.x) * 4;                                                  \
       if (j < vocab) {                                                                             \
-        s += expf(__uint_as_float(held[c].x) - m) + expf(__uint_as_float(held[c].y) - m) +         \
-             expf(__uint_as_float(held[c].z) - m) + expf(__uint_as_float(held[c].w) - m);          \
+        s += expf(__uint_as_float(held[c].x) - row_max) + expf(__uint_as_float(held[c].y) - row_max) + \
+             expf(__uint_as_float(held[c].z) - row_max) + expf(__uint_as_float(held[c].w) - row_max); \
       }                                                                                            \
     }                                                                                              \
-    block_max_sum(&m, &s);                                                                         \
-    const float lse = m + logf(s);                                                                 \
+    const float lse = row_max + logf(block_sum(s));                                                \
     if (threadIdx.x == 0) losses[row] = target < vocab ? lse - lr[target] : F32_NAN;               \
     __syncthreads();                                                                               \
     if (!want_grad) return;                                                                        \
