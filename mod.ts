@@ -3,6 +3,7 @@
 
 export * from "./lib/errors.ts";
 export { VERSION } from "./lib/version.ts";
+export * from "./lib/safetensors/mod.ts";
 export * from "./lib/checkpoint/mod.ts";
 export * from "./lib/engine/mod.ts";
 export * from "./lib/model/mod.ts";
