@@ -60,13 +60,25 @@ export const HOSTILE_CASES: HostileCase[] = [
     name: "negative shape entry",
     bytes: rawSafetensors({ w: f32([-2, 2], 0, 16) }, bytes(16)),
     tensor: "w",
-    includes: ["-2", "non-negative integers"],
+    includes: ["-2", "non-negative integer"],
   },
   {
     name: "fractional shape entry",
     bytes: rawSafetensors({ w: f32([1.5], 0, 4) }, bytes(4)),
     tensor: "w",
     includes: ["1.5"],
+  },
+  {
+    name: "shape entry written as a float literal",
+    bytes: rawSafetensors('{"w":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}}', bytes(8)),
+    tensor: "w",
+    includes: ["shape entry 2.0", "plain non-negative integer"],
+  },
+  {
+    name: "data_offsets entry in exponent form",
+    bytes: rawSafetensors('{"w":{"dtype":"U8","shape":[8],"data_offsets":[0,8e0]}}', bytes(8)),
+    tensor: "w",
+    includes: ["data_offsets entry 8e0"],
   },
   {
     name: "shape x dtype size differs from the byte range",

@@ -3,6 +3,7 @@
 
 import { ConfigError, type ErrorDetail, FileFormatError, ShapeError, UnsupportedError } from "../errors.ts";
 import { type DType, DTYPES, dtypeSize, isDType } from "./dtypes.ts";
+import { scanHeader } from "./header_scan.ts";
 
 /** Bytes of the little-endian u64 header length at the start of every safetensors file. */
 export const HEADER_LENGTH_BYTES = 8;
@@ -83,48 +84,6 @@ export function checkHeaderLength(length: bigint, options: { file: string; fileS
     );
   }
   return n;
-}
-
-/** Index just past the JSON string starting at `start` (a '"'); the text is known to be valid JSON. */
-function stringEnd(text: string, start: number): number {
-  let i = start + 1;
-  while (text[i] !== '"') i += text[i] === "\\" ? 2 : 1;
-  return i + 1;
-}
-
-/**
- * Finds keys that occur twice in one JSON object (JSON.parse silently keeps the last one).
- * Returns the first duplicate as [top-level key, duplicated key] or undefined.
- */
-function findDuplicateKey(text: string): [string, string] | undefined {
-  const stack: { keys: Set<string> | undefined; expectKey: boolean }[] = [];
-  let topKey = "";
-  let i = 0;
-  while (i < text.length) {
-    const c = text[i];
-    if (c === '"') {
-      const end = stringEnd(text, i);
-      const frame = stack[stack.length - 1];
-      if (frame?.keys && frame.expectKey) {
-        const key = JSON.parse(text.slice(i, end)) as string;
-        if (stack.length === 1) topKey = key;
-        if (frame.keys.has(key)) return [stack.length === 1 ? key : topKey, key];
-        frame.keys.add(key);
-        frame.expectKey = false;
-      }
-      i = end;
-      continue;
-    }
-    if (c === "{") stack.push({ keys: new Set(), expectKey: true });
-    else if (c === "[") stack.push({ keys: undefined, expectKey: false });
-    else if (c === "}" || c === "]") stack.pop();
-    else if (c === ",") {
-      const frame = stack[stack.length - 1];
-      if (frame?.keys) frame.expectKey = true;
-    }
-    i++;
-  }
-  return undefined;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -279,13 +238,22 @@ export function parseHeader(bytes: Uint8Array, options: { file: string; dataLeng
   if (!isPlainObject(json)) {
     fail(file, "header must be a JSON object", { expected: "object", actual: show(json) });
   }
-  const duplicate = findDuplicateKey(text);
-  if (duplicate) {
-    const [tensor, key] = duplicate;
+  const issue = scanHeader(text);
+  if (issue?.kind === "duplicate") {
+    const { tensor, key } = issue;
     const message = tensor === key
       ? `tensor "${tensor}" is listed twice`
       : `key "${key}" appears twice in "${tensor}"`;
     fail(file, message, { tensor, field: key, expected: "unique names", actual: `"${key}" twice` });
+  }
+  if (issue?.kind === "non-integer") {
+    const { tensor, field, literal } = issue;
+    fail(file, `tensor "${tensor}" has ${field} entry ${literal}, expected a plain non-negative integer`, {
+      tensor,
+      field,
+      expected: "a non-negative integer literal",
+      actual: literal,
+    });
   }
 
   let metadata: Record<string, string> = {};
