@@ -58,8 +58,12 @@ function firstDifference(a: Uint8Array, b: Uint8Array): number {
   return -1;
 }
 
-/** Bytes per streamed chunk: small reused buffers stay hot in cache and RAM; a multiple of every dtype size. */
-export const EXPORT_CHUNK_BYTES = 8 * 1024 * 1024;
+/**
+ * Bytes per streamed chunk (a multiple of every dtype size). Small enough that the chunk read, its cast
+ * and its write stay in the CPU cache: on 2 GB f32 -> bf16, 256 KiB took 1.6 s (0.7 s system time) where
+ * 8 MiB took 2.9 s (1.9 s system time), mean of 5 runs each.
+ */
+export const EXPORT_CHUNK_BYTES = 256 * 1024;
 
 /** Largest growth of a chunk by a cast (BF16/F16 -> F32). */
 const MAX_CAST_GROWTH = 2;
