@@ -1,24 +1,26 @@
 // Flash attention on the CUDA engine: launches the FlashAttention-2 kernels of
 // kernels/flash_attention_*.cu (mma.sync tensor cores; bf16, causal, grouped heads, head dims 64, 128).
 // The CudaEngine's attention ops call these for bf16 tensors with those head dims and keep the simple
-// kernels (attention.cu) for the rest. dq is summed over key blocks with f32 atomics into a zeroed
-// [B, T, H, D] f32 buffer (4 bytes per element of q, freed after the call), then scaled and rounded.
+// kernels (attention.cu) for the rest. dq is summed over key blocks with f32 vector reductions into
+// a zeroed [B, T, H, D] f32 buffer (4 bytes per element of q, freed after the call), then scaled and
+// rounded to bf16.
 
 import { ShapeError } from "../../errors.ts";
 import type { CudaDevice } from "./device.ts";
 
 /** Head dims the flash kernels are instantiated for. */
 export const FLASH_HEAD_DIMS: readonly number[] = [64, 128];
-/** Query rows per forward block (8 warps of 16 rows) and key rows per tile (FA_BR, FA_BC). */
+/** Query rows per forward block (4 warps of 32 rows: FA_BR, FA_FWD_THREADS) and key rows per tile
+ * (FA_BC). */
 const FWD_ROWS = 128;
 const FWD_KEYS = 64;
-const FWD_THREADS = 256;
-/** Keys per backward block (4 warps of 16) and query rows per step (FB_BC, FB_BR). */
-const BWD_KEYS = 64;
+const FWD_THREADS = 128;
+/** Query rows per backward step (FB_BR); warps per backward block (16 keys each) and shared-memory
+ * stages of query/dout tiles (2: cp.async double buffering) of the instantiated backward kernels. */
 const BWD_ROWS = 64;
-const BWD_THREADS = 128;
-/** Shared-memory buffers of query/dout tiles in the backward (cp.async double buffering at D 64). */
-const BWD_STAGES: Readonly<Record<number, number>> = { 64: 2, 128: 1 };
+const BWD_WARPS = 8;
+const BWD_STAGES = 2;
+const BWD_KEYS = 16 * BWD_WARPS;
 /** bf16 elements of padding per shared-memory row (FA_PAD). */
 const PAD = 8;
 /** Threads per block of the delta and dq kernels; dq blocks per multiprocessor. */
@@ -112,11 +114,11 @@ function forwardSharedBytes(d: number): number {
   return (FWD_ROWS + 4 * FWD_KEYS) * (d + PAD) * 2;
 }
 
-/** Dynamic shared memory of the backward kernel for head dim `d` (bytes). */
+/** Dynamic shared memory of the backward kernel for head dim `d` (bytes): k, v, the staged q and
+ * dout tiles, dS [BWD_ROWS][BWD_KEYS + PAD] and the staged lse and delta rows. */
 function backwardSharedBytes(d: number): number {
-  const stages = BWD_STAGES[d];
-  return (2 * BWD_KEYS + 2 * stages * BWD_ROWS) * (d + PAD) * 2 + BWD_ROWS * (BWD_KEYS + PAD) * 2 +
-    2 * stages * BWD_ROWS * 4;
+  return (2 * BWD_KEYS + 2 * BWD_STAGES * BWD_ROWS) * (d + PAD) * 2 + BWD_ROWS * (BWD_KEYS + PAD) * 2 +
+    2 * BWD_STAGES * BWD_ROWS * 4;
 }
 
 const sharedSet = new WeakMap<CudaDevice, Set<string>>();
@@ -204,7 +206,7 @@ export function flashAttentionBackward(device: CudaDevice, args: FlashBackwardAr
     device,
     `flash_attention_bwd_d${d}`,
     [hk, b, Math.ceil(t / BWD_KEYS)],
-    BWD_THREADS,
+    32 * BWD_WARPS,
     [
       dqAcc,
       args.dk,
