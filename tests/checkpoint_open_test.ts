@@ -13,6 +13,7 @@ import {
   writeSmallCheckpoint,
 } from "./checkpoint_fixtures.ts";
 import { Checkpoint } from "../lib/checkpoint/checkpoint.ts";
+import { parameterTable } from "../lib/checkpoint/tensor_table.ts";
 import { FileFormatError, PathError, ShapeError, UnsupportedError } from "../lib/errors.ts";
 
 /** The raw bytes of a tensor, found by parsing the safetensors header here (independently of the reader). */
@@ -193,6 +194,16 @@ Deno.test("readInto fills a reused buffer from any byte offset and refuses range
       "Cannot read bytes",
     );
   } finally {
+    checkpoint.close();
+  }
+});
+
+Deno.test("both golden checkpoints hold exactly parameterTable(config), names and shapes, in order", async () => {
+  for (const dir of [GOLDEN_MHA, GOLDEN_GQA]) {
+    const checkpoint = await Checkpoint.open(dir);
+    const table = parameterTable(checkpoint.config);
+    assertEquals([...checkpoint.tensors.keys()], table.map((p) => p.name), dir);
+    assertEquals([...checkpoint.tensors.values()].map((t) => t.shape), table.map((p) => p.shape), dir);
     checkpoint.close();
   }
 });

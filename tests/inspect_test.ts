@@ -44,6 +44,22 @@ Deno.test("inspect --json on the sharded GQA bf16 checkpoint", async () => {
   );
 });
 
+Deno.test("inspect text report on llama_mha: one file, MHA, untied", async () => {
+  const result = await runHarpe(["inspect", GOLDEN_MHA]);
+  assertEquals(result.code, 0, result.stderr);
+  for (
+    const part of [
+      "149,824",
+      "4 query, 4 key/value (MHA), head dim 16",
+      "vocabulary      384\n",
+      "F32 (21 tensors",
+      "model.safetensors       21  601440",
+    ]
+  ) {
+    assertStringIncludes(result.stdout, part);
+  }
+});
+
 Deno.test("inspect text report names architecture, heads, rope, positions and shards", async () => {
   const result = await runHarpe(["inspect", GOLDEN_GQA]);
   assertEquals(result.code, 0, result.stderr);
