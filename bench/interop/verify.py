@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 # Verifies that HARPE checkpoints exported by harpe run in Hugging Face transformers (GPU machine:
-# `deno task interop`): each case is converted with explicit bases (`harpe convert --plan`), exported with
-# `harpe export --hf-remote-code`, loaded with trust_remote_code in float32 and float64 and compared with
-# the golden reference logits and with harpe's own CPU model (`harpe verify-reference` on a case made from
+# `deno task interop`): each case is converted with explicit bases (`harpe plan --schedule explicit`, then
+# `harpe convert --plan`), exported with `harpe export --hf-remote-code`, loaded with trust_remote_code in
+# float32 and float64 and compared with the golden reference logits and with harpe's own CPU model (`harpe verify-reference` on a case made from
 # the transformers run); plain loading without remote code is tried and what happens is printed.
 # Usage: python3 bench/interop/verify.py RESULTS.md [--sources FILE]
 import argparse
@@ -57,10 +57,9 @@ def harpe(*args, ok=(0,)):
     return done.stdout
 
 
-def write_plan(path, source, bases, granularity):
-    """An explicit-bases plan for `harpe convert --plan` (lib/harpe's plan format)."""
-    plan = {"schedule": "explicit", "granularity": granularity, "bases": bases, "source": str(source)}
-    path.write_text(json.dumps(plan))
+def target_length(checkpoint):
+    """Twice the checkpoint's context length: the length the HARPE conversion targets here."""
+    return 2 * json.loads((Path(checkpoint) / "config.json").read_text())["max_position_embeddings"]
 
 
 def make_tiny(arch, path, seed):
@@ -143,8 +142,10 @@ def run_case(work, name, source, arch_class, granularity, bases_q, bases_k, ids,
     case = work / name
     case.mkdir()
     head_bases = bases_k if granularity == "kv" else bases_q
-    write_plan(case / "plan.json", source, head_bases, granularity)
-    harpe("convert", source, "--plan", case / "plan.json", "-o", case / "harpe")
+    target = target_length(source)
+    harpe("plan", source, "--schedule", "explicit", "--bases", ",".join(str(b) for b in head_bases),
+          "--granularity", granularity, "--target-length", target, "-o", case / "plan.yaml")
+    harpe("convert", source, "--plan", case / "plan.yaml", "--target-length", target, "-o", case / "harpe")
     export = case / f"export_{name}"  # transformers caches remote code by folder name: one per case
     harpe("export", case / "harpe", "-o", export, "--dtype", "f32", "--hf-remote-code")
     model32 = load_remote(export, torch.float32)
