@@ -62,7 +62,10 @@ async function runCuda(engine: CudaEngine, dims: FlashDims, x: Inputs): Promise<
   const out = make([b, t, h, d]), lse = make([b, h, t], undefined, "f32");
   const dq = make([b, t, h, d]), dk = make([b, t, hk, d]), dv = make([b, t, hk, d]);
   const pointers = [q, k, v, out].map((tensor) => (tensor as CudaTensor).pointer);
-  assert(flashAttentionApplies({ ...dims, hv: hk }, "bf16", pointers), "the flash kernels must be used");
+  assert(
+    flashAttentionApplies({ ...dims, hv: hk }, { dtype: "bf16", pointers }),
+    "the flash kernels must be used",
+  );
   const runs: Results[] = [];
   for (let run = 0; run < RUNS; run++) {
     for (const tensor of [out, lse, dq, dk, dv]) engine.fill({ out: tensor, value: NaN });
@@ -224,7 +227,7 @@ Deno.test({
   ...GPU_TEST,
   async fn() {
     const dims = { b: 1, t: 96, h: 4, hk: 2, d: 32 };
-    assert(!flashAttentionApplies({ ...dims, hv: 2 }, "bf16", [0n]));
+    assert(!flashAttentionApplies({ ...dims, hv: 2 }, { dtype: "bf16", pointers: [0n] }));
     const x = freshInputs(dims);
     const engine = await cudaEngine();
     const { b, t, h, hk, d } = dims;

@@ -443,8 +443,8 @@ export class CudaEngine implements Engine {
     const rows = dims.b * dims.h * dims.t;
     if (rows === 0) return;
     const p = (name: string, t: Tensor) => this.#p(op, name, t);
-    if (flashAttentionApplies(dims, act, [p("out", out), p("q", q), p("k", k), p("v", v)])) {
-      const ptrs = { out: p("out", out), lse: p("lse", lse), q: p("q", q), k: p("k", k), v: p("v", v) };
+    const ptrs = { out: p("out", out), lse: p("lse", lse), q: p("q", q), k: p("k", k), v: p("v", v) };
+    if (flashAttentionApplies(dims, { dtype: act, pointers: [ptrs.out, ptrs.q, ptrs.k, ptrs.v] })) {
       flashAttentionForward(this.device, { ...ptrs, dims });
       return;
     }
@@ -487,7 +487,8 @@ export class CudaEngine implements Engine {
     const p = (name: string, t: Tensor) => this.#p(op, name, t);
     const ptrs = { dq: p("dq", dq), dk: p("dk", dk), dv: p("dv", dv), dout: p("dout", dout), q: p("q", q) };
     const saved = { k: p("k", k), v: p("v", v), out: p("out", out), lse: p("lse", args.lse) };
-    if (flashAttentionApplies(dims, act, [...Object.values(ptrs), saved.k, saved.v, saved.out])) {
+    const pointers = [...Object.values(ptrs), saved.k, saved.v, saved.out];
+    if (flashAttentionApplies(dims, { dtype: act, pointers })) {
       flashAttentionBackward(this.device, { ...ptrs, ...saved, dims });
       return;
     }

@@ -97,16 +97,15 @@ export function checkFlashDims(dims: FlashDims): void {
  *
  * @example
  * ```ts
- * flashAttentionApplies({ b: 1, t: 128, h: 4, hk: 2, hv: 2, d: 64 }, "bf16", [q, k, v]); // true
+ * flashAttentionApplies({ b: 1, t: 128, h: 4, hk: 2, hv: 2, d: 64 }, { dtype: "bf16", pointers: [q, k, v] }); // true
  * ```
  */
 export function flashAttentionApplies(
   dims: FlashDims & { hv: number },
-  dtype: string,
-  pointers: readonly bigint[],
+  tensors: { dtype: string; pointers: readonly bigint[] },
 ): boolean {
-  return dtype === "bf16" && FLASH_HEAD_DIMS.includes(dims.d) && dims.hk === dims.hv &&
-    Math.ceil(dims.t / BWD_KEYS) <= MAX_GRID_Z && pointers.every((p) => (p & 15n) === 0n);
+  return tensors.dtype === "bf16" && FLASH_HEAD_DIMS.includes(dims.d) && dims.hk === dims.hv &&
+    Math.ceil(dims.t / BWD_KEYS) <= MAX_GRID_Z && tensors.pointers.every((p) => (p & 15n) === 0n);
 }
 
 /** Dynamic shared memory of the forward kernel for head dim `d` (bytes). */
