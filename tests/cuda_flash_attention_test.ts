@@ -220,6 +220,20 @@ Deno.test("flash attention refuses head dims other than 64 and 128 with a ShapeE
     assert(error.message.includes(`head dim ${d}`), error.message);
   }
   assertThrows(() => checkFlashDims({ b: 1, t: 16, h: 3, hk: 2, d: 64 }), ShapeError);
+  assertThrows(() => checkFlashDims({ b: 1, t: 1 << 24, h: 2, hk: 1, d: 64 }), ShapeError);
+  checkFlashDims({ b: 2, t: 131072, h: 32, hk: 4, d: 64 });
+  checkFlashDims({ b: 1, t: 7, h: 16, hk: 16, d: 128 });
+});
+
+Deno.test("the engine takes the flash kernels only for bf16, D 64/128, K == V heads, aligned tensors", () => {
+  const dims = { b: 1, t: 256, h: 8, hk: 2, hv: 2, d: 128 };
+  const aligned = { dtype: "bf16", pointers: [0x7f0000000000n, 0x7f0000001000n] };
+  assert(flashAttentionApplies(dims, aligned));
+  assert(flashAttentionApplies({ ...dims, d: 64 }, aligned));
+  assert(!flashAttentionApplies(dims, { ...aligned, dtype: "f32" }));
+  assert(!flashAttentionApplies({ ...dims, d: 96 }, aligned));
+  assert(!flashAttentionApplies({ ...dims, hv: 1 }, aligned));
+  assert(!flashAttentionApplies(dims, { dtype: "bf16", pointers: [0x7f0000000000n, 0x7f0000001008n] }));
 });
 
 Deno.test({
