@@ -10,6 +10,8 @@ import { exportCommand } from "./export.ts";
 import { verifyReferenceCommand } from "./verify_reference.ts";
 import { evalCommand } from "./eval.ts";
 import { generateCommand } from "./generate.ts";
+import { planCommand } from "./plan.ts";
+import { convertCommand } from "./convert.ts";
 
 /** Builds the harpe program with every subcommand registered. */
 export function buildProgram(): Command {
@@ -25,6 +27,8 @@ export function buildProgram(): Command {
   program.addCommand(verifyReferenceCommand());
   program.addCommand(evalCommand());
   program.addCommand(generateCommand());
+  program.addCommand(planCommand());
+  program.addCommand(convertCommand());
   // addCommand does not pass these down: a subcommand's usage error (e.g. a missing required option)
   // must also end in exit code 2, not commander's own exit 1.
   for (const command of program.commands) {

@@ -6,8 +6,9 @@
 //   - a base b lets that pair's wavelength cover L tokens when 2pi * b^(d_c/R) >= L, i.e.
 //     b(L) = (L / 2pi)^(R / d_c);
 //   - b_min = b(target) (the smallest base whose critical pair spans the whole target context) and
-//     b_max = b(AUTO_SPAN * target) (headroom for the far-seeing heads), both at least b0.
-// Llama2-7B (b0 1e4, L0 4096, R 128) -> 128k: d_c = 92, b_min ~1.0e6, b_max ~7.0e6 (paper: 1e6..5e6).
+//     b_max = b(AUTO_SPAN * target) (headroom for the far-seeing heads), both at least b0 and
+//     rounded to two significant digits.
+// Llama2-7B (b0 1e4, L0 4096, R 128) -> 128k: d_c = 92, b_min 1.0e6, b_max 7.0e6 (paper: 1e6..5e6).
 
 import { ShapeError } from "../errors.ts";
 
@@ -38,7 +39,7 @@ export interface AutoRange {
  * @example
  * ```ts
  * autoRange({ originalBase: 1e4, originalLength: 4096, rotaryDim: 128, targetLength: 131072 });
- * // { bMin: ~1.02e6, bMax: ~7.0e6, criticalDim: 92 }
+ * // { bMin: 1e6, bMax: 7e6, criticalDim: 92 }
  * ```
  */
 export function autoRange(input: AutoRangeInput): AutoRange {
@@ -53,9 +54,15 @@ export function autoRange(input: AutoRangeInput): AutoRange {
   const pairs = Math.ceil(half * (Math.log(originalLength / (2 * Math.PI)) / Math.log(originalBase)));
   const criticalDim = Math.min(rotaryDim, Math.max(2, 2 * pairs));
   const baseFor = (length: number) => Math.pow(length / (2 * Math.PI), rotaryDim / criticalDim);
-  const bMin = Math.max(originalBase, baseFor(targetLength));
-  const bMax = Math.max(bMin, baseFor(AUTO_SPAN * targetLength));
+  const bMin = Math.max(originalBase, roundSignificant(baseFor(targetLength)));
+  const bMax = Math.max(bMin, roundSignificant(baseFor(AUTO_SPAN * targetLength)));
   return { bMin, bMax, criticalDim };
+}
+
+/** Rounds to two significant digits (1022121.9 -> 1000000). */
+function roundSignificant(value: number): number {
+  const scale = Math.pow(10, Math.floor(Math.log10(value)) - 1);
+  return Math.round(value / scale) * scale;
 }
 
 /**
@@ -70,6 +77,5 @@ export function autoRange(input: AutoRangeInput): AutoRange {
 export function autoStride(bMin: number, bMax: number, count: number): number {
   const raw = (bMax - bMin) / (AUTO_CANDIDATES_PER_HEAD * count);
   if (!(raw > 0)) return Math.max(1, bMin / 1000);
-  const scale = Math.pow(10, Math.floor(Math.log10(raw)) - 1);
-  return Math.round(raw / scale) * scale;
+  return roundSignificant(raw);
 }

@@ -8,3 +8,4 @@ export * from "./peak_valley.ts";
 export * from "./auto.ts";
 export * from "./schedule.ts";
 export * from "./plan.ts";
+export * from "./convert.ts";

@@ -46,7 +46,7 @@ export function lineSpec(options: LineChartOptions): VegaLiteSpec {
         field: "x",
         type: "quantitative",
         title: options.xLabel,
-        scale: options.logX ? { type: "log" } : { zero: false },
+        scale: options.logX ? { type: "log", nice: false } : { zero: false },
       },
       y: {
         field: "y",
