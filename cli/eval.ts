@@ -10,6 +10,7 @@ import { formatLength, parseLengths } from "../lib/eval/lengths.ts";
 import { parseNiahTask } from "../lib/eval/niah.ts";
 import { DEFAULT_PPL_STRIDE } from "../lib/eval/perplexity.ts";
 import { writeReport } from "../lib/eval/report.ts";
+import { reportPlotter } from "../lib/eval/plots.ts";
 import { DEFAULT_SAMPLES, type EvalOptions, runEval } from "../lib/eval/run.ts";
 import type { CellResult } from "../lib/eval/results_store.ts";
 import { pplPoints, scorePoints } from "../lib/eval/summary.ts";
@@ -169,7 +170,12 @@ export function evalCommand(): Command {
         ...(tasks.includes("ppl") ? [`perplexity data: ${flags.data}, stride ${base.stride}`] : []),
         `device: ${flags.device}`,
       ];
-      await writeReport(flags.output, results, { checkpoints, settings }, undefined);
+      await writeReport(
+        flags.output,
+        results,
+        { checkpoints, settings },
+        flags.plots ? reportPlotter() : undefined,
+      );
       if (flags.json) {
         printJson({
           output: flags.output,

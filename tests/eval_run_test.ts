@@ -10,11 +10,13 @@ import { writeTokenFile } from "../lib/data/token_file.ts";
 import { loadCodec } from "../lib/eval/codec.ts";
 import { runEval } from "../lib/eval/run.ts";
 import { writeReport } from "../lib/eval/report.ts";
+import { reportPlotter } from "../lib/eval/plots.ts";
 import { NIAH_TASKS } from "../lib/eval/niah.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const TINY = `${ROOT}fixtures/tiny`;
 const TRAINED = `${ROOT}fixtures/eval/passkey_tiny`;
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
 /** -log softmax(row)[target] in float64. */
 function nll(row: Float32Array, target: number): number {
@@ -48,7 +50,13 @@ Deno.test("ppl: sliding-window perplexity equals a recomputation from full-forwa
       samples: 2,
     });
     assertEquals(run.computed, 4);
-    await writeReport(out, run.results, { checkpoints: [TINY], settings: [] });
+    await writeReport(out, run.results, { checkpoints: [TINY], settings: [] }, reportPlotter());
+    assertStringIncludes(await Deno.readTextFile(`${out}/ppl.svg`), "<svg");
+    assertEquals(Array.from((await Deno.readFile(`${out}/ppl.png`)).subarray(0, 8)), PNG_SIGNATURE);
+    assertStringIncludes(
+      await Deno.readTextFile(`${out}/report.md`),
+      "![Perplexity vs context length](ppl.png)",
+    );
     // The independent reference: the token stream (documents + EOS), one full forward per window.
     const stream = [...tokens.slice(0, 150), codec.eosId!, ...tokens.slice(150), codec.eosId!];
     const model = await loadModel(new CpuEngine(), TINY);
@@ -93,8 +101,23 @@ Deno.test("passkey: the trained fixture retrieves keys far above chance, the unt
     };
     assert(mean(TRAINED) >= 80, `trained model: ${mean(TRAINED)}% (chance ~0.1%)`);
     assert(mean(TINY) <= 20, `untrained model: ${mean(TINY)}%`);
-    for (const name of ["passkey.csv", "passkey_summary.csv", "report.md", "results.jsonl"]) {
+    for (
+      const name of [
+        "passkey.csv",
+        "passkey_summary.csv",
+        "report.md",
+        "results.jsonl",
+        "passkey_by_length.svg",
+      ]
+    ) {
       assert((await listDir(dir)).includes(name), name);
+    }
+    const heatmaps = (await listDir(dir)).filter((f) =>
+      f.startsWith("passkey_heatmap_") && f.endsWith(".png")
+    );
+    assertEquals(heatmaps.length, 2, "one heatmap per checkpoint");
+    for (const png of heatmaps) {
+      assertEquals(Array.from((await Deno.readFile(`${dir}/${png}`)).subarray(0, 8)), PNG_SIGNATURE);
     }
     const md = await Deno.readTextFile(`${dir}/report.md`);
     assertStringIncludes(md, "## Passkey retrieval");

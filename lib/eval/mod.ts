@@ -44,3 +44,4 @@ export { type CellResult, RESULTS_FILE, ResultsStore } from "./results_store.ts"
 export { DEFAULT_SAMPLES, type EvalOptions, type EvalRun, runEval } from "./run.ts";
 export { averageTable, type PplPoint, pplPoints, type ScorePoint, scorePoints } from "./summary.ts";
 export { type ReportInfo, type ReportPlotter, writeReport } from "./report.ts";
+export { depthLabel, reportPlotter } from "./plots.ts";

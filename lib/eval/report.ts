@@ -10,7 +10,7 @@ import { type AverageTable, averageTable, depthGrid, pplPoints, scorePoints } fr
 
 /** Draws the report's figures; returns the file names written (relative to the folder). */
 export interface ReportPlotter {
-  /** Perplexity vs length, one line per checkpoint. */
+  /** A value vs context length, one line per checkpoint. */
   lines(dir: string, name: string, spec: LinePlot): Promise<string[]>;
   /** Score by length (x) and depth (y). */
   heatmap(dir: string, name: string, spec: HeatmapPlot): Promise<string[]>;
@@ -132,6 +132,18 @@ async function retrievalSection(
   await writeTextFileAtomically(`${dir}/${task}_summary.csv`, summaryCsv(comparison, "checkpoint"));
   const lines = [`## ${title}`, "", "Score in % (exact match), averaged over depths and samples.", ""];
   lines.push(averageMarkdown(comparison, "checkpoint", false), "");
+  if (plotter) {
+    const files = await plotter.lines(dir, `${task}_by_length`, {
+      title: `${title}: score vs context length`,
+      xLabel: "context length (tokens)",
+      yLabel: "score %",
+      series: comparison.rows.map((row, i) => ({
+        name: row,
+        points: comparison.lengths.map((length, j) => ({ x: length, y: comparison.values[i][j] })),
+      })),
+    });
+    lines.push(...files.filter((f) => f.endsWith(".png")).map((f) => `![${title} by length](${f})`), "");
+  }
   for (const checkpoint of checkpoints) {
     const mine = points.filter((p) => p.checkpoint === checkpoint);
     if (mine.length === 0) continue;
