@@ -27,7 +27,7 @@ interface ConvertFlags extends ScheduleFlags {
 async function resolvePlan(checkpoint: string, flags: ConvertFlags): Promise<Plan> {
   const target = flags.targetLength === undefined
     ? undefined
-    : parseLength(flags.targetLength, { field: "target-length" });
+    : parseLength(flags.targetLength, { field: "--target-length" });
   if (flags.plan !== undefined) {
     if (hasScheduleFlags(flags)) {
       throw new ConfigError("Give either --plan or schedule flags, not both", {

@@ -87,7 +87,7 @@ export function planCommand(): Command {
     .option("--json", "print the plan as JSON (bases in head order under head_bases)");
   addScheduleOptions(command);
   return command.action(runAction("plan", async (path: string, flags: PlanFlags) => {
-    const targetLength = parseLength(flags.targetLength, { field: "target-length" });
+    const targetLength = parseLength(flags.targetLength, { field: "--target-length" });
     const { schedule, granularity, parameters } = parseScheduleFlags(flags);
     if (flags.plot) plotFormat(flags.plot);
     const config = await readConfig(path);

@@ -21,11 +21,14 @@ export function parseLength(text: string, options: { field?: string } = {}): num
   const match = /^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$/.exec(text);
   const value = match ? Number(match[1]) * UNITS[match[2].toLowerCase()] : NaN;
   if (!Number.isInteger(value) || value <= 0 || value > MAX_LENGTH) {
-    throw new ConfigError(`Length "${text}" is not a whole number of tokens from 1 to 16m`, {
-      field: options.field,
-      actual: text,
-      hint: "write e.g. 131072, 128k or 128K",
-    });
+    throw new ConfigError(
+      `${options.field ?? "Length"} "${text}" is not a whole number of tokens from 1 to 16m`,
+      {
+        field: options.field,
+        actual: text,
+        hint: "write e.g. 131072, 128k or 128K",
+      },
+    );
   }
   return value;
 }
