@@ -10,3 +10,5 @@ export * from "./lib/model/mod.ts";
 export * from "./lib/data/mod.ts";
 export * from "./lib/train/mod.ts";
 export * from "./lib/eval/mod.ts";
+export * from "./lib/harpe/mod.ts";
+export * from "./lib/plot/mod.ts";

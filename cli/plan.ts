@@ -6,11 +6,11 @@ import { Command } from "commander";
 import { readConfig } from "../lib/checkpoint/mod.ts";
 import type { ModelConfig } from "../lib/checkpoint/model_config.ts";
 import {
+  hashConfigBytes,
   lowestWavelength,
   makePlan,
   type Plan,
   planToObject,
-  sha256Hex,
   stringifyPlan,
   waveform,
 } from "../lib/harpe/mod.ts";
@@ -91,7 +91,7 @@ export function planCommand(): Command {
     const { schedule, granularity, parameters } = parseScheduleFlags(flags);
     if (flags.plot) plotFormat(flags.plot);
     const config = await readConfig(path);
-    const configSha256 = await sha256Hex(await Deno.readFile(await configFile(path)));
+    const configSha256 = await hashConfigBytes(await Deno.readFile(await configFile(path)));
     const plan = makePlan(config, {
       schedule,
       granularity,

@@ -2,7 +2,7 @@
 
 import { assertEquals, assertThrows } from "./assert.ts";
 import { FileFormatError, ShapeError } from "../lib/errors.ts";
-import { parsePlan, type Plan, sha256Hex, stringifyPlan } from "../lib/harpe/mod.ts";
+import { hashConfigBytes, parsePlan, type Plan, stringifyPlan } from "../lib/harpe/mod.ts";
 
 const PLAN: Plan = {
   format: 1,
@@ -58,9 +58,9 @@ Deno.test("bad plans name the file and the field", () => {
   assertThrows(() => parsePlan(short, { file: "p.yaml" }), ShapeError, "needs 4");
 });
 
-Deno.test("sha256Hex matches a known digest", async () => {
+Deno.test("hashConfigBytes is sha256 hex", async () => {
   assertEquals(
-    await sha256Hex(new TextEncoder().encode("abc")),
+    await hashConfigBytes(new TextEncoder().encode("abc")),
     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
   );
 });

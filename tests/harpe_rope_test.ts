@@ -3,15 +3,15 @@
 
 import { assert, assertAlmostEquals, assertEquals } from "./assert.ts";
 import {
+  baseInverseFrequencies,
   headInverseFrequencies,
-  inverseFrequencies,
   lowestWavelength,
   waveform,
   waveformOnGrid,
 } from "../lib/harpe/mod.ts";
 
 Deno.test("inverse frequencies are base^(-2i/R) in float64", () => {
-  assertEquals(Array.from(inverseFrequencies(10000, 4)), [1, 0.01]);
+  assertEquals(Array.from(baseInverseFrequencies(10000, 4)), [1, 0.01]);
   const rows = headInverseFrequencies([100, 10000], 8);
   assertEquals(rows.length, 2);
   // 100^(-2i/8) = 10^(-i/2): 1, 0.316..., 0.1, 0.0316...

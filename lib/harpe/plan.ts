@@ -233,10 +233,10 @@ export async function readPlan(path: string): Promise<Plan> {
  *
  * @example
  * ```ts
- * await sha256Hex(await Deno.readFile("config.json"));
+ * await hashConfigBytes(await Deno.readFile("config.json"));
  * ```
  */
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+export async function hashConfigBytes(bytes: Uint8Array): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }

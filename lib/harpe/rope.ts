@@ -7,10 +7,10 @@
  *
  * @example
  * ```ts
- * inverseFrequencies(10000, 4); // Float64Array [1, 0.01]
+ * baseInverseFrequencies(10000, 4); // Float64Array [1, 0.01]
  * ```
  */
-export function inverseFrequencies(base: number, rotaryDim: number): Float64Array {
+export function baseInverseFrequencies(base: number, rotaryDim: number): Float64Array {
   const half = rotaryDim / 2;
   const out = new Float64Array(half);
   for (let i = 0; i < half; i++) out[i] = Math.pow(base, (-2 * i) / rotaryDim);
@@ -26,7 +26,7 @@ export function inverseFrequencies(base: number, rotaryDim: number): Float64Arra
  * ```
  */
 export function headInverseFrequencies(bases: readonly number[], rotaryDim: number): Float64Array[] {
-  return bases.map((base) => inverseFrequencies(base, rotaryDim));
+  return bases.map((base) => baseInverseFrequencies(base, rotaryDim));
 }
 
 /**
@@ -52,7 +52,7 @@ export function lowestWavelength(base: number, rotaryDim: number): number {
  * ```
  */
 export function waveform(base: number, rotaryDim: number, positions: ArrayLike<number>): Float64Array {
-  const freqs = inverseFrequencies(base, rotaryDim);
+  const freqs = baseInverseFrequencies(base, rotaryDim);
   const scale = 2 / Math.sqrt(rotaryDim);
   const out = new Float64Array(positions.length);
   for (let j = 0; j < positions.length; j++) {
@@ -80,7 +80,7 @@ export function waveformOnGrid(
   rotaryDim: number,
   grid: { start: number; step: number; count: number },
 ): Float64Array {
-  const freqs = inverseFrequencies(base, rotaryDim);
+  const freqs = baseInverseFrequencies(base, rotaryDim);
   const scale = 2 / Math.sqrt(rotaryDim);
   const out = new Float64Array(grid.count);
   for (let i = 0; i < freqs.length; i++) {
