@@ -40,7 +40,7 @@ console.log(formatTable(
 ));
 
 // Chance level: b_min plus 31 other grid candidates drawn at random (deterministic LCG).
-const grid = candidateGrid(bMin, bMax, stride);
+const grid = candidateGrid({ bMin, bMax, stride });
 let seed = 12345;
 const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
 let within = 0;

@@ -51,7 +51,7 @@ async function drawPlan(path: string, config: ModelConfig, plan: Plan): Promise<
   const ratio = Math.log(plan.targetLength) / (PLOT_POINTS - 1);
   const positions = Array.from({ length: PLOT_POINTS }, (_, i) => Math.exp(i * ratio));
   const series = distinct.map((base) => {
-    const w = waveform(base, config.rope.rotaryDim, positions);
+    const w = waveform(base, positions, { rotaryDim: config.rope.rotaryDim });
     return { name: String(base), points: positions.map((x, i) => ({ x, y: w[i] })) };
   });
   const unit = plan.granularity === "kv" ? "key/value head" : "query head";

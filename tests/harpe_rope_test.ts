@@ -28,16 +28,16 @@ Deno.test("the lowest wavelength is 2*pi*b^((R-2)/R)", () => {
 });
 
 Deno.test("the waveform is sqrt(R) at distance 0 and sqrt(2)cos(m) for R = 2", () => {
-  assertAlmostEquals(waveform(1e6, 128, [0])[0], Math.sqrt(128), 1e-12);
-  const w = waveform(5e5, 2, [0, 1, 2.5, 100]);
+  assertAlmostEquals(waveform(1e6, [0], { rotaryDim: 128 })[0], Math.sqrt(128), 1e-12);
+  const w = waveform(5e5, [0, 1, 2.5, 100], { rotaryDim: 2 });
   [0, 1, 2.5, 100].forEach((m, j) => assertAlmostEquals(w[j], Math.SQRT2 * Math.cos(m), 1e-12));
 });
 
 Deno.test("the fast grid waveform matches the direct cosine sum over 100k points", () => {
   const count = 100_001;
-  const grid = waveformOnGrid(3.1e6, 128, { start: 7, step: 1.5, count });
+  const grid = waveformOnGrid(3.1e6, { rotaryDim: 128, start: 7, step: 1.5, count });
   const positions = Array.from({ length: count }, (_, j) => 7 + j * 1.5);
-  const direct = waveform(3.1e6, 128, positions);
+  const direct = waveform(3.1e6, positions, { rotaryDim: 128 });
   let worst = 0;
   for (let j = 0; j < count; j++) worst = Math.max(worst, Math.abs(grid[j] - direct[j]));
   assert(worst < 1e-9, `max difference ${worst}`);

@@ -90,7 +90,7 @@ Deno.test("peak-valley: count, b_min first, on the grid, in range, distinct, det
       `${base} off grid`,
     );
   }
-  assertEquals(candidateGrid(1e6, 1.1e6, 3e4), [1e6, 1.03e6, 1.06e6, 1.09e6]);
+  assertEquals(candidateGrid({ bMin: 1e6, bMax: 1.1e6, stride: 3e4 }), [1e6, 1.03e6, 1.06e6, 1.09e6]);
   assertThrows(() => peakValleyBases(5, { ...options, bMax: 1.1e6 }), ShapeError, "only 4 candidates");
   assertThrows(() => peakValleyBases(2, { ...options, stride: 0 }), ShapeError, "Stride");
 });
@@ -144,7 +144,7 @@ function bruteForceGreedy(
 Deno.test("peak-valley: the incremental search picks what the plain greedy picks", () => {
   const definition = { windowStart: 0, windowEnd: 8192, sampleStep: 4, neighbourhood: 64 };
   for (const [bMin, bMax, stride, n, rotaryDim] of [[1e6, 5e6, 1e5, 12, 128], [1e4, 2e5, 5e3, 8, 64]]) {
-    const grid = candidateGrid(bMin, bMax, stride);
+    const grid = candidateGrid({ bMin, bMax, stride });
     const extrema = grid.map((base) => waveformExtrema(base, rotaryDim, definition));
     assertEquals(
       peakValleyBases(n, { bMin, bMax, stride, rotaryDim, ...definition }),

@@ -15,19 +15,18 @@ export const PLAN_FILE = "harpe_plan.yaml";
 const REWRITTEN_FILES: readonly string[] = ["config.json", PLAN_FILE];
 
 /**
- * The config.json object of the HARPE checkpoint: every field of `raw` kept (in order), the HARPE
- * rope parameters in the v5 and v4 forms, `max_position_embeddings` = the plan's target length.
+ * The config.json object of the HARPE checkpoint: every field of `config.raw` kept (in order), the HARPE
+ * rope parameters in the v5 and v4 forms with the original base (`config.rope.theta`) kept,
+ * `max_position_embeddings` = the plan's target length.
  *
  * @example
  * ```ts
- * const out = harpeConfig(raw, plan); // out.rope_parameters.head_bases === plan.headBases (values)
+ * const out = harpeConfig(config, plan); // out.rope_parameters.head_bases === plan.headBases (values)
  * ```
  */
-export function harpeConfig(
-  raw: Record<string, unknown>,
-  plan: Plan,
-  originalBase: number,
-): Record<string, unknown> {
+export function harpeConfig(config: ModelConfig, plan: Plan): Record<string, unknown> {
+  const raw = config.raw;
+  const originalBase = config.rope.theta;
   const out: Record<string, unknown> = structuredClone(raw);
   const previous = (typeof raw.rope_parameters === "object" && raw.rope_parameters !== null)
     ? raw.rope_parameters as Record<string, unknown>
@@ -71,7 +70,8 @@ export interface ConvertSummary {
 }
 
 /** Checks a plan against the checkpoint it is applied to; returns warnings, throws on a misfit. */
-export function checkPlanFits(config: ModelConfig, plan: Plan, configSha256: string): string[] {
+export function checkPlanFits(config: ModelConfig, plan: Plan, options: { configSha256: string }): string[] {
+  const { configSha256 } = options;
   const needed = baseCount(config, plan.granularity);
   if (plan.headBases.length !== needed) {
     const per = plan.granularity === "kv" ? "key/value head" : "query head";
@@ -175,8 +175,8 @@ export async function convertCheckpoint(
     });
   }
   const configBytes = await Deno.readFile(`${source}/config.json`);
-  const warnings = checkPlanFits(config, options.plan, await hashConfigBytes(configBytes));
-  const converted = harpeConfig(config.raw, options.plan, config.rope.theta);
+  const warnings = checkPlanFits(config, options.plan, { configSha256: await hashConfigBytes(configBytes) });
+  const converted = harpeConfig(config, options.plan);
   const summary: ConvertSummary = { output: target, linked: [], copied: [], auxiliary: [], warnings };
   await writeDirectoryAtomically(target, async (tmp) => {
     const weights = [...shards];

@@ -78,10 +78,11 @@ export interface PeakValleyOptions extends Partial<ExtremaDefinition> {
  *
  * @example
  * ```ts
- * candidateGrid(1e6, 1.1e6, 3e4); // [1e6, 1.03e6, 1.06e6, 1.09e6]
+ * candidateGrid({ bMin: 1e6, bMax: 1.1e6, stride: 3e4 }); // [1e6, 1.03e6, 1.06e6, 1.09e6]
  * ```
  */
-export function candidateGrid(bMin: number, bMax: number, stride: number): number[] {
+export function candidateGrid(range: { bMin: number; bMax: number; stride: number }): number[] {
+  const { bMin, bMax, stride } = range;
   checkRange(bMin, bMax);
   if (!(Number.isFinite(stride) && stride > 0)) {
     throw new ShapeError(`Stride ${stride} must be a positive number`, {
@@ -161,7 +162,7 @@ export function waveformExtrema(
   const def = extremaDefinition(definition);
   checkDefinition(def);
   const count = Math.floor((def.windowEnd - def.windowStart) / def.sampleStep) + 1;
-  const w = waveformOnGrid(base, rotaryDim, { start: def.windowStart, step: def.sampleStep, count });
+  const w = waveformOnGrid(base, { rotaryDim, start: def.windowStart, step: def.sampleStep, count });
   const reach = Math.max(1, Math.floor(def.neighbourhood / def.sampleStep));
   const isPeak = markExtrema(w, reach, 1);
   const isValley = markExtrema(w, reach, -1);
@@ -206,7 +207,7 @@ function mean(values: Float64Array): number {
  */
 export function peakValleyBases(count: number, options: PeakValleyOptions): number[] {
   checkCount(count);
-  const grid = candidateGrid(options.bMin, options.bMax, options.stride);
+  const grid = candidateGrid(options);
   if (count > grid.length) {
     throw new ShapeError(
       `The grid ${options.bMin}..${options.bMax} step ${options.stride} has only ${grid.length} candidates for ${count} heads`,

@@ -48,10 +48,15 @@ export function lowestWavelength(base: number, rotaryDim: number): number {
  *
  * @example
  * ```ts
- * waveform(10000, 128, [0])[0]; // 2/sqrt(128) * 64 = 11.31...
+ * waveform(10000, [0], { rotaryDim: 128 })[0]; // 2/sqrt(128) * 64 = 11.31...
  * ```
  */
-export function waveform(base: number, rotaryDim: number, positions: ArrayLike<number>): Float64Array {
+export function waveform(
+  base: number,
+  positions: ArrayLike<number>,
+  options: { rotaryDim: number },
+): Float64Array {
+  const { rotaryDim } = options;
   const freqs = baseInverseFrequencies(base, rotaryDim);
   const scale = 2 / Math.sqrt(rotaryDim);
   const out = new Float64Array(positions.length);
@@ -72,16 +77,15 @@ export function waveform(base: number, rotaryDim: number, positions: ArrayLike<n
  *
  * @example
  * ```ts
- * waveformOnGrid(1e6, 128, { start: 0, step: 16, count: 8192 });
+ * waveformOnGrid(1e6, { rotaryDim: 128, start: 0, step: 16, count: 8192 });
  * ```
  */
 export function waveformOnGrid(
   base: number,
-  rotaryDim: number,
-  grid: { start: number; step: number; count: number },
+  grid: { rotaryDim: number; start: number; step: number; count: number },
 ): Float64Array {
-  const freqs = baseInverseFrequencies(base, rotaryDim);
-  const scale = 2 / Math.sqrt(rotaryDim);
+  const freqs = baseInverseFrequencies(base, grid.rotaryDim);
+  const scale = 2 / Math.sqrt(grid.rotaryDim);
   const out = new Float64Array(grid.count);
   for (let i = 0; i < freqs.length; i++) {
     const f = freqs[i];
