@@ -70,6 +70,7 @@ Deno.test("auto: Llama2-7B 1e4/4k/R=128 -> 128k lands within 2x of the paper's 1
   const bases = computeBases("auto", LLAMA).bases;
   assertEquals(bases.length, 32);
   assert(bases.every((b) => b >= range.bMin && b <= range.bMax));
+  assertThrows(() => computeBases("auto", LLAMA, { bMin: 2e6 }), ConfigError, "derives b_min and b_max");
   // No extension needed beyond the original context: never below the original base.
   assert(autoRange({ ...LLAMA, targetLength: 4096 }).bMin >= 1e4);
 });

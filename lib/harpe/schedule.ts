@@ -117,6 +117,12 @@ export function computeBases(
     case "peak-valley":
       return peakValley(context, params);
     case "auto": {
+      if (params.bMin !== undefined || params.bMax !== undefined) {
+        throw new ConfigError("The auto schedule derives b_min and b_max itself", {
+          field: "schedule",
+          hint: "drop --b-min/--b-max, or use --schedule peak-valley with them",
+        });
+      }
       const auto = autoRange(context);
       const result = peakValley(context, { ...params, bMin: auto.bMin, bMax: auto.bMax });
       return { bases: result.bases, parameters: { ...result.parameters, critical_dim: auto.criticalDim } };
