@@ -54,19 +54,22 @@ Deno.test({
         cpuModel.dispose();
         model.dispose();
       }
-      await withTempDir(async (dir) => {
-        const run = await runEval([`${ROOT}fixtures/eval/passkey_tiny`], {
-          task: "passkey",
-          lengths: [256],
-          depths: [0, 0.5, 1],
-          samples: 4,
-          passkeyDigits: 3,
-          outDir: dir,
-          engine,
+      for (const cacheDtype of ["f32", "bf16"] as const) {
+        await withTempDir(async (dir) => {
+          const run = await runEval([`${ROOT}fixtures/eval/passkey_tiny`], {
+            task: "passkey",
+            lengths: [256],
+            depths: [0, 0.5, 1],
+            samples: 4,
+            passkeyDigits: 3,
+            outDir: dir,
+            engine,
+            cacheDtype,
+          });
+          const mean = run.results.reduce((a, r) => a + r.score, 0) / run.results.length;
+          assert(mean >= 0.8, `passkey on CUDA with a ${cacheDtype} cache: ${mean}`);
         });
-        const mean = run.results.reduce((a, r) => a + r.score, 0) / run.results.length;
-        assert(mean >= 0.8, `passkey on CUDA: ${mean}`);
-      });
+      }
     } finally {
       engine.dispose();
     }

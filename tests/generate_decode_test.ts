@@ -132,3 +132,21 @@ Deno.test("tokenLosses equals -log softmax of the full forward's logits", async 
   }
   model.dispose();
 });
+
+Deno.test("DecodeSession with a bf16 cache stays within bf16 rounding of the full forward", async () => {
+  // The tiny demo model (normal attention; the golden models' deliberately sharp attention magnifies
+  // bf16 rounding of keys and queries to several per cent).
+  const model = await loadModel(new CpuEngine(), new URL("../fixtures/tiny", import.meta.url).pathname);
+  const V = model.config.vocabSize;
+  const tokens = randomTokens(new Rng(8), 20, V);
+  const full = await model.forward(Int32Array.from(tokens));
+  const session = DecodeSession.create(model, { maxTokens: 20, cacheDtype: "bf16" });
+  const first = await session.prefill(Int32Array.from(tokens.slice(0, 10)));
+  let worst = maxRelError(first, full.subarray(9 * V, 10 * V));
+  for (let i = 10; i < 20; i++) {
+    worst = Math.max(worst, maxRelError(await session.step(tokens[i]), full.subarray(i * V, (i + 1) * V)));
+  }
+  session.dispose();
+  model.dispose();
+  assert(worst < 0.02 && worst > 0, `bf16 cache: relative error ${worst}`);
+});

@@ -268,8 +268,11 @@ export class DecodeSession {
   #step: Scratch;
   #selectKey: Tensor; // [Hk*D, rowSize]: identity into the key slot
   #selectValue: Tensor; // [K*D, rowSize]: identity into the value slot
-  #hidden: Tensor; // [H, rowSize]: the cross-entropy "hidden" rows of a step
-  #dhidden: Tensor; // [H, rowSize]
+  #cacheDtype: TensorDType;
+  #hidden: Tensor; // [H, rowSize] (cache dtype): the cross-entropy "hidden" rows of a step
+  #dhidden: Tensor; // [H, rowSize] (cache dtype)
+  #rowStaging: Tensor; // f32 [1, rowSize]: a step's cache row before it is cast into a bf16 cache
+  #valueStaging: Tensor; // f32 [D]: one cached value, widened
   #losses: Tensor; // [H]
   #targets: Tensor; // i32 [H], all zero
   #logits: Tensor; // [1, V]
@@ -288,8 +291,11 @@ export class DecodeSession {
     this.#selectValue = e.alloc([K * D, this.#rowSize]);
     e.upload(this.#selectKey, selector(Hk * D, this.#rowSize, 0));
     e.upload(this.#selectValue, selector(K * D, this.#rowSize, Hk * D));
-    this.#hidden = e.alloc([H, this.#rowSize]);
-    this.#dhidden = e.alloc([H, this.#rowSize]);
+    this.#cacheDtype = cacheDtype;
+    this.#hidden = e.alloc([H, this.#rowSize], cacheDtype);
+    this.#dhidden = e.alloc([H, this.#rowSize], cacheDtype);
+    this.#rowStaging = e.alloc([1, this.#rowSize]);
+    this.#valueStaging = e.alloc([D]);
     this.#losses = e.alloc([H]);
     this.#targets = e.alloc([H], "i32");
     this.#logits = e.alloc([1, V]);
@@ -366,6 +372,8 @@ export class DecodeSession {
         this.#selectValue,
         this.#hidden,
         this.#dhidden,
+        this.#rowStaging,
+        this.#valueStaging,
         this.#losses,
         this.#targets,
         this.#logits,
@@ -385,13 +393,22 @@ export class DecodeSession {
     }
   }
 
-  /** Cache rows [first, first + T) of layer l = [kRot | v] of the tokens in s. */
+  /** Cache rows [first, first + T) of layer l = [kRot | v] of the tokens in s (computed in f32, then
+   * cast when the cache is bf16: engines multiply f32 inputs into f32 outputs only). */
   #writeRows(layer: number, s: Scratch, first: number): void {
     const { engine: e, config, keyHeads: Hk } = this.#parts;
     const { numKvHeads: K, headDim: D } = config;
-    const out = e.view(this.#caches[layer], [s.t, this.#rowSize], first * this.#rowSize);
-    e.matmul({ out, a: rows(e, s.kRot, Hk * D), b: this.#selectKey });
-    e.matmul({ out, a: rows(e, s.v, K * D), b: this.#selectValue, beta: 1 });
+    const target = e.view(this.#caches[layer], [s.t, this.#rowSize], first * this.#rowSize);
+    const staging = this.#cacheDtype === "f32"
+      ? target
+      : s.t === 1
+      ? this.#rowStaging
+      : e.alloc([s.t, this.#rowSize]);
+    e.matmul({ out: staging, a: rows(e, s.kRot, Hk * D), b: this.#selectKey });
+    e.matmul({ out: staging, a: rows(e, s.v, K * D), b: this.#selectValue, beta: 1 });
+    if (staging === target) return;
+    e.copy({ out: target, x: staging });
+    if (staging !== this.#rowStaging) e.free(staging);
   }
 
   /** s.att of one query (rotated q [1, H, D]) over cache rows 0..cached-1 of layer l. */
@@ -416,7 +433,9 @@ export class DecodeSession {
     for (let h = 0; h < H; h++) {
       const valueSlot = Hk * D + Math.floor(h / (H / K)) * D;
       const out = e.view(this.#step.att, [D], h * D);
-      e.add({ out, a: e.view(this.#dhidden, [D], h * row + valueSlot), b: e.view(cache, [D], valueSlot) });
+      e.copy({ out, x: e.view(this.#dhidden, [D], h * row + valueSlot) });
+      e.copy({ out: this.#valueStaging, x: e.view(cache, [D], valueSlot) });
+      e.add({ out, a: out, b: this.#valueStaging });
     }
   }
 
