@@ -7,7 +7,7 @@ import { withTempDir } from "./harness.ts";
 import { parseConfig, readConfig } from "../lib/checkpoint/config.ts";
 import type { ModelConfig } from "../lib/checkpoint/model_config.ts";
 import { ConfigError } from "../lib/errors.ts";
-import { inverseFrequencies } from "../lib/harpe/rope.ts";
+import { headInverseFrequencies } from "../lib/harpe/rope.ts";
 import { addRemoteCode, AUTO_MAP, REMOTE_CODE_FILE, remoteCode, TEMPLATE_URL } from "../lib/interop/mod.ts";
 
 const ARCHITECTURES = {
@@ -159,8 +159,7 @@ Deno.test("modeling_harpe.py: per-head inverse frequencies match hand values and
     const hand1m = [1, 10 ** -1.5, 1e-3, 10 ** -4.5];
     hand10k.forEach((v, i) => assertAlmostEquals(result.inv[0][i], v, 0, 1e-14, `base 1e4 i=${i}`));
     hand1m.forEach((v, i) => assertAlmostEquals(result.inv[1][i], v, 0, 1e-14, `base 1e6 i=${i}`));
-    bases.forEach((base, h) => {
-      const ours = inverseFrequencies(base, R);
+    headInverseFrequencies(bases, R).forEach((ours, h) => {
       assertEquals(result.inv[h].length, R / 2);
       ours.forEach((v, i) => assertAlmostEquals(result.inv[h][i], v, 0, 1e-15, `head ${h} i=${i}`));
     });
