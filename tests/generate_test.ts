@@ -1,11 +1,13 @@
 // Greedy generation: the KV-cached loop produces exactly the tokens of a no-cache loop (a full
 // forward over the whole sequence for every new token), on the CPU; and `harpe generate` end to end.
 
-import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
+import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
 import { runHarpe } from "./harness.ts";
 import { CpuEngine } from "../lib/engine/cpu/mod.ts";
 import { loadModel } from "../lib/model/load.ts";
 import { argmax, generateGreedy } from "../lib/eval/generate.ts";
+import { DecodeSession } from "../lib/model/decode.ts";
+import { ShapeError } from "../lib/errors.ts";
 import { loadCodec } from "../lib/eval/codec.ts";
 
 const TINY = new URL("../fixtures/tiny", import.meta.url).pathname;
@@ -39,6 +41,23 @@ Deno.test("greedy generation with a KV cache equals a no-cache loop token for to
     assertEquals((await generateGreedy(model, prompt, { maxNewTokens: 0 })).tokens, []);
     model.dispose();
   }
+});
+
+Deno.test("a reused session gives the same tokens as fresh ones, and refuses prompts it cannot hold", async () => {
+  const model = await loadModel(new CpuEngine(), TINY);
+  const session = DecodeSession.create(model, { maxTokens: 20 });
+  for (const prompt of [[5, 6, 7, 8], [9, 10], [11, 12, 13, 14, 15, 16]]) {
+    const fresh = await generateGreedy(model, prompt, { maxNewTokens: 10 });
+    const reused = await generateGreedy(model, prompt, { maxNewTokens: 10, session });
+    assertEquals(reused.tokens, fresh.tokens);
+  }
+  await assertRejects(
+    () => generateGreedy(model, new Array(15).fill(3), { maxNewTokens: 10, session }),
+    ShapeError,
+    "holds 20",
+  );
+  session.dispose();
+  model.dispose();
 });
 
 Deno.test("harpe generate: text and --json; bad input exits 2", async () => {

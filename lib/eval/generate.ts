@@ -14,8 +14,11 @@ export interface GenerateOptions {
   maxNewTokens?: number;
   /** Stop after producing this id (it is not included in the result). */
   eosId?: number;
-  /** KV cache storage (default f32; "bf16" halves its memory on engines that store bf16). */
+  /** KV cache storage of a new session (default f32; "bf16" halves its memory). */
   cacheDtype?: TensorDType;
+  /** A session to reuse (reset first; it must hold prompt + maxNewTokens tokens): saves allocating a
+   * cache per call when many prompts are answered in a row. Default: a new session, freed after. */
+  session?: DecodeSession;
   /** Called with each new token as it is produced. */
   onToken?: (token: number) => void;
 }
@@ -68,10 +71,11 @@ export async function generateGreedy(
   }
   const tokens: number[] = [];
   if (maxNewTokens === 0) return { tokens, stoppedAtEos: false };
-  const session = DecodeSession.create(model, {
+  const session = options.session ?? DecodeSession.create(model, {
     maxTokens: prompt.length + maxNewTokens,
     cacheDtype: options.cacheDtype,
   });
+  session.reset();
   try {
     let logits = await session.prefill(Int32Array.from(prompt));
     for (;;) {
@@ -83,6 +87,6 @@ export async function generateGreedy(
       logits = await session.step(next);
     }
   } finally {
-    session.dispose();
+    if (session !== options.session) session.dispose();
   }
 }

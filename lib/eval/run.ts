@@ -8,7 +8,7 @@ import { Rng } from "../data/rng.ts";
 import { readTokenFile } from "../data/token_file.ts";
 import { loadModel } from "../model/load.ts";
 import type { Model } from "../model/model.ts";
-import { tokenLosses } from "../model/decode.ts";
+import { DecodeSession, tokenLosses } from "../model/decode.ts";
 import { Progress } from "../util/progress.ts";
 import { checkCodecFits, loadCodec, type TextCodec } from "./codec.ts";
 import { type Cell, cellSeed, DEFAULT_DEPTHS, type EvalTask, gridCells } from "./grid.ts";
@@ -167,6 +167,7 @@ export async function runEval(checkpoints: string[], options: EvalOptions): Prom
     const mine = pending.filter((cell) => cell.checkpoint === checkpoint);
     if (mine.length === 0) continue;
     const model = await loadModel(options.engine, checkpoint);
+    let session: DecodeSession | undefined;
     try {
       const codec = stream ? undefined : await openCodec(checkpoint, options.tokenizer);
       if (codec) checkCodecFits(codec, model.config.vocabSize, "The pass key is 0123456789. What is it?");
@@ -177,18 +178,29 @@ export async function runEval(checkpoints: string[], options: EvalOptions): Prom
         );
       }
       const variant = cellVariant(options, checkpoint);
+      if (codec) {
+        const maxTokens = Math.max(...mine.map((cell) => cell.length));
+        session = DecodeSession.create(model, { maxTokens, cacheDtype: options.cacheDtype });
+      }
       for (const cell of mine) {
         const label = `${checkpoint} ${cell.task} ${formatLength(cell.length)}`;
         progress.set(progress.total - pending.length, label);
         const started = performance.now();
         const result = codec
-          ? await needleCell(model, codec, cell, options, sentences)
-          : await pplCell(model, cell, stream!.tokens, options, (done, total) =>
-            progress.set(progress.total - pending.length, `${label} window ${done}/${total}`));
+          ? await needleCell(model, { codec, session: session! }, cell, options, sentences)
+          : await pplCell(
+            model,
+            cell,
+            stream!.tokens,
+            options,
+            (done, total) =>
+              progress.set(progress.total - pending.length, `${label} window ${done}/${total}`),
+          );
         await store.append({ ...cell, variant, ...result, seconds: (performance.now() - started) / 1000 });
         pending.splice(pending.indexOf(cell), 1);
       }
     } finally {
+      session?.dispose();
       model.dispose();
     }
   }
@@ -250,7 +262,7 @@ async function pplCell(
 
 async function needleCell(
   model: Model,
-  codec: TextCodec,
+  { codec, session }: { codec: TextCodec; session: DecodeSession },
   cell: Cell,
   options: EvalOptions,
   sentences: string[],
@@ -271,7 +283,7 @@ async function needleCell(
   const { tokens } = await generateGreedy(model, prompt.tokens, {
     maxNewTokens,
     eosId: codec.eosId,
-    cacheDtype: options.cacheDtype,
+    session,
   });
   const output = codec.decode(tokens);
   const score = cell.task === "passkey" ? scorePasskey(output, answers[0]) : scoreAll(output, answers);

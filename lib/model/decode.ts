@@ -316,6 +316,11 @@ export class DecodeSession {
     return this.#length;
   }
 
+  /** Empties the cache so the session can take a new prompt (its buffers are kept). */
+  reset(): void {
+    this.#length = 0;
+  }
+
   /** Runs the prompt (positions 0..T-1) into an empty cache; returns the logits after its last token. */
   async prefill(tokens: Int32Array): Promise<Float32Array> {
     if (this.#length !== 0) {
