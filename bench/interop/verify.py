@@ -4,7 +4,9 @@
 # `harpe convert --plan`), exported with `harpe export --hf-remote-code`, loaded with trust_remote_code in
 # float32 and float64 and compared with the golden reference logits and with harpe's own CPU model (`harpe verify-reference` on a case made from
 # the transformers run); plain loading without remote code is tried and what happens is printed.
-# Usage: python3 bench/interop/verify.py RESULTS.md [--sources FILE]
+# Usage: python3 bench/interop/verify.py RESULTS.md [--sources FILE]; on the GPU machine, whose node_modules
+# is the slim copy from tools/device-prep.sh: `deno task --node-modules-dir=manual interop` (plain
+# `deno task` would try to download the missing plotting packages there).
 import argparse
 import inspect
 import json
