@@ -4,8 +4,15 @@
 
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { listDir, PROJECT_ROOT, runHarpe, withTempDir } from "./harness.ts";
-import { parseConfig } from "../lib/checkpoint/mod.ts";
-import { readPlan } from "../lib/harpe/mod.ts";
+import { parseConfig, readConfig } from "../lib/checkpoint/mod.ts";
+import {
+  convertCheckpoint,
+  hashConfigBytes,
+  makePlan,
+  type Plan,
+  readPlan,
+  stringifyPlan,
+} from "../lib/harpe/mod.ts";
 
 const GOLDEN = ["llama_mha", "llama_gqa_tied_bf16_sharded"];
 const goldenDir = (name: string) => `${PROJECT_ROOT}fixtures/golden/${name}/checkpoint`;
@@ -18,6 +25,17 @@ async function readJson(path: string): Promise<Record<string, unknown>> {
 
 function without(raw: Record<string, unknown>, keys: string[]): Record<string, unknown> {
   return Object.fromEntries(Object.entries(raw).filter(([key]) => !keys.includes(key)));
+}
+
+/** A uniform plan for a checkpoint, made through the library (set-up steps need no subprocess). */
+async function uniformPlan(checkpoint: string, targetLength: number): Promise<Plan> {
+  const configSha256 = await hashConfigBytes(await Deno.readFile(`${checkpoint}/config.json`));
+  return makePlan(await readConfig(checkpoint), {
+    schedule: "uniform",
+    targetLength,
+    checkpoint,
+    configSha256,
+  });
 }
 
 /** Copies a checkpoint directory (files only) so a test can edit its config. */
@@ -157,50 +175,14 @@ Deno.test("convert refuses bad input with exit 2, one line, and no output direct
     const mha = goldenDir("llama_mha");
     const gqa = goldenDir("llama_gqa_tied_bf16_sharded");
     // A plan for the GQA model (2 key/value heads) and one for a model with other heads but the same count.
-    assertEquals(
-      (await runHarpe([
-        "plan",
-        gqa,
-        "--target-length",
-        "1k",
-        "--schedule",
-        "uniform",
-        "-o",
-        `${dir}/gqa.yaml`,
-      ])).code,
-      0,
-    );
+    await Deno.writeTextFile(`${dir}/gqa.yaml`, stringifyPlan(await uniformPlan(gqa, 1024)));
     await copyCheckpoint(mha, `${dir}/theta`);
     const raw = await readJson(`${dir}/theta/config.json`);
     (raw.rope_parameters as Record<string, unknown>).rope_theta = 20000;
     await Deno.writeTextFile(`${dir}/theta/config.json`, JSON.stringify(raw));
-    assertEquals(
-      (await runHarpe([
-        "plan",
-        `${dir}/theta`,
-        "--target-length",
-        "1k",
-        "--schedule",
-        "uniform",
-        "-o",
-        `${dir}/theta.yaml`,
-      ])).code,
-      0,
-    );
+    await Deno.writeTextFile(`${dir}/theta.yaml`, stringifyPlan(await uniformPlan(`${dir}/theta`, 1024)));
     // An already-HARPE checkpoint.
-    assertEquals(
-      (await runHarpe([
-        "convert",
-        mha,
-        "--target-length",
-        "1k",
-        "--schedule",
-        "uniform",
-        "-o",
-        `${dir}/harpe`,
-      ])).code,
-      0,
-    );
+    await convertCheckpoint(mha, `${dir}/harpe`, { plan: await uniformPlan(mha, 1024) });
     await Deno.mkdir(`${dir}/exists`);
 
     const cases: [string[], string][] = [
@@ -242,11 +224,7 @@ Deno.test("convert refuses bad input with exit 2, one line, and no output direct
 Deno.test("convert --force re-converts a HARPE checkpoint, keeping the original base; a config that only differs cosmetically warns", async () => {
   await withTempDir(async (dir) => {
     const mha = goldenDir("llama_mha");
-    assertEquals(
-      (await runHarpe(["convert", mha, "--target-length", "1k", "--schedule", "uniform", "-o", `${dir}/a`]))
-        .code,
-      0,
-    );
+    await convertCheckpoint(mha, `${dir}/a`, { plan: await uniformPlan(mha, 1024) });
     const again = await runHarpe([
       "convert",
       `${dir}/a`,
@@ -269,10 +247,7 @@ Deno.test("convert --force re-converts a HARPE checkpoint, keeping the original 
     const raw = await readJson(`${dir}/edited/config.json`);
     raw.note = "edited";
     await Deno.writeTextFile(`${dir}/edited/config.json`, JSON.stringify(raw));
-    assertEquals(
-      (await runHarpe(["plan", `${dir}/edited`, "--target-length", "1k", "-o", `${dir}/p.yaml`])).code,
-      0,
-    );
+    await Deno.writeTextFile(`${dir}/p.yaml`, stringifyPlan(await uniformPlan(`${dir}/edited`, 1024)));
     const warned = await runHarpe(["convert", mha, "--plan", `${dir}/p.yaml`, "-o", `${dir}/c`]);
     assertEquals(warned.code, 0, warned.stderr);
     assertStringIncludes(warned.stderr, "warning: config.json differs");
