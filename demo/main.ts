@@ -1,9 +1,16 @@
-// `deno task demo`: the whole harpe job on the bundled fixtures, on the CPU, in about a minute:
-// tokenize fixtures/corpus -> held-out loss -> train at 4x the tiny model's context -> held-out loss
-// -> export bf16. Everything is written under ./out/demo (replaced on each run).
+// `deno task demo`: the whole harpe job on the bundled fixtures, on the CPU, in under a minute:
+// tokenize fixtures/corpus -> plan -> convert -> held-out loss -> train at 4x the tiny model's context
+// -> export bf16 -> held-out loss. Everything is written under ./out/demo (replaced on each run).
 
 import { Command } from "commander";
-import { exportCheckpoint } from "../lib/checkpoint/mod.ts";
+import { exportCheckpoint, readConfig } from "../lib/checkpoint/mod.ts";
+import {
+  convertCheckpoint,
+  hashConfigBytes,
+  makePlan,
+  type ScheduleName,
+  stringifyPlan,
+} from "../lib/harpe/mod.ts";
 import { loadTokenizer, readTokenFile, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts";
 import { openEngine } from "../lib/engine/open.ts";
 import { PathError } from "../lib/errors.ts";
@@ -21,6 +28,8 @@ const HELD_OUT = "2019_donald_j_trump_r.txt";
 const MARKER = "harpe-demo.json";
 /** Target length = this many times the tiny model's original context (64). */
 const CONTEXT_FACTOR = 4;
+/** The base schedule of the plan: `auto` picks the range from the model and target length. */
+const SCHEDULE: ScheduleName = "auto";
 const DEFAULT_STEPS = 40;
 const BATCH = 4;
 const EVAL_BATCHES = 4;
@@ -80,11 +89,12 @@ async function heldOutLoss(
 async function main(options: { out: string; steps: number }): Promise<void> {
   const { out, steps } = options;
   const started = performance.now();
-  const config = JSON.parse(await Deno.readTextFile(`${TINY}/config.json`));
-  const seqLen = config.max_position_embeddings * CONTEXT_FACTOR;
+  const config = await readConfig(TINY);
+  const original = config.maxPositionEmbeddings;
+  const seqLen = original * CONTEXT_FACTOR;
   console.log(
-    `harpe demo: the tiny Llama in fixtures/tiny (pretrained at ${config.max_position_embeddings} tokens) ` +
-      `trained at ${seqLen} tokens on the CPU; output in ${out}/`,
+    `harpe demo: the tiny Llama in fixtures/tiny (pretrained at ${original} tokens) -> HARPE at ${seqLen} ` +
+      `tokens, on the CPU; output in ${out}/`,
   );
   await prepareOutput(out);
 
@@ -93,22 +103,35 @@ async function main(options: { out: string; steps: number }): Promise<void> {
   const trainData = await tokenize(trainFiles, `${out}/data/train.tokens`);
   const evalData = await tokenize([`${CORPUS}/${HELD_OUT}`], `${out}/data/heldout.tokens`);
   console.log(
-    `[1/4] tokenize: ${trainFiles.length} files -> ${out}/data/train.tokens (${trainData.info.tokens} tokens); ` +
+    `[1/5] tokenize: ${trainFiles.length} files -> ${out}/data/train.tokens (${trainData.info.tokens} tokens); ` +
       `held out ${HELD_OUT} -> ${out}/data/heldout.tokens (${evalData.info.tokens} tokens)`,
   );
 
-  const original: number = config.max_position_embeddings;
-  const short = await heldOutLoss(TINY, evalData, { seqLen: original, evalLength: seqLen });
-  const before = await heldOutLoss(TINY, evalData, { seqLen, evalLength: seqLen });
+  const plan = makePlan(config, {
+    schedule: SCHEDULE,
+    targetLength: seqLen,
+    checkpoint: TINY,
+    configSha256: await hashConfigBytes(await Deno.readFile(`${TINY}/config.json`)),
+  });
+  await Deno.writeTextFile(`${out}/plan.yaml`, stringifyPlan(plan));
+  const converted = `${out}/model-harpe`;
+  await convertCheckpoint(TINY, converted, { plan });
   console.log(
-    `[2/4] held-out loss before training (${EVAL_BATCHES * BATCH * seqLen} tokens): ${
-      before.toFixed(4)
-    } in ` +
-      `sequences of ${seqLen}, ${short.toFixed(4)} in sequences of ${original} (its original context)`,
+    `[2/5] plan (${SCHEDULE}, target ${seqLen}): key-head bases ${plan.headBases.join(", ")} (original ` +
+      `${config.rope.theta}) -> ${out}/plan.yaml; convert -> ${converted}`,
+  );
+
+  const tokens = EVAL_BATCHES * BATCH * seqLen;
+  const short = await heldOutLoss(TINY, evalData, { seqLen: original, evalLength: seqLen });
+  const plain = await heldOutLoss(TINY, evalData, { seqLen, evalLength: seqLen });
+  const before = await heldOutLoss(converted, evalData, { seqLen, evalLength: seqLen });
+  console.log(
+    `[3/5] held-out loss before training (${tokens} tokens): ${before.toFixed(4)} HARPE at ${seqLen}; ` +
+      `original model: ${plain.toFixed(4)} at ${seqLen}, ${short.toFixed(4)} at ${original}`,
   );
 
   const trainConfig = parseTrainConfig({
-    model: TINY,
+    model: converted,
     data: `${out}/data/train.tokens`,
     out: `${out}/run`,
     seq_len: seqLen,
@@ -127,34 +150,34 @@ async function main(options: { out: string; steps: number }): Promise<void> {
       first ??= r.loss;
       last = r.loss;
       if (r.step % LOG_EVERY === 0 || r.step === steps) {
+        const lr = r.lr.toExponential(2);
         console.log(
-          `      step ${r.step}/${steps}  loss ${r.loss?.toFixed(4)}  lr ${
-            r.lr.toExponential(2)
-          }  ${r.tokens_per_s} tok/s`,
+          `      step ${r.step}/${steps}  loss ${r.loss?.toFixed(4)}  lr ${lr}  ${r.tokens_per_s} tok/s`,
         );
       }
     },
   });
-  console.log(`[3/4] train: ${steps} steps -> ${summary.runDir} (log.jsonl, checkpoints/, latest)`);
+  console.log(
+    `[4/5] train: ${steps} steps at ${seqLen} tokens -> ${summary.runDir} (log.jsonl, checkpoints/, latest)`,
+  );
 
   const exported = `${out}/export`;
   await exportCheckpoint(`${summary.runDir}/latest`, exported, { dtype: "BF16", progress: false });
   const after = await heldOutLoss(exported, evalData, { seqLen, evalLength: seqLen });
-  console.log(`[4/4] export: bf16 -> ${exported}`);
+  console.log(`[5/5] export: bf16 -> ${exported}`);
 
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  const firstLoss = (first as number | null)?.toFixed(4);
+  const lastLoss = (last as number | null)?.toFixed(4);
   console.log("");
   console.log(
-    `held-out loss at ${seqLen} tokens: ${before.toFixed(4)} before -> ${after.toFixed(4)} after ` +
-      `(exported bf16 weights; ${short.toFixed(4)} at ${original} tokens before training)`,
+    `held-out loss at ${seqLen} tokens: ${before.toFixed(4)} before -> ${after.toFixed(4)} after training ` +
+      `(exported bf16 weights; the original model: ${plain.toFixed(4)})`,
   );
+  console.log(`training loss: ${firstLoss} at step 1 -> ${lastLoss} at step ${steps}`);
   console.log(
-    `training loss: ${(first as number | null)?.toFixed(4)} at step 1 -> ${
-      (last as number | null)?.toFixed(4)
-    } at step ${steps}`,
-  );
-  console.log(
-    `written under ${out}/: data/ (token files), run/ (train.yaml, log.jsonl, checkpoints/, latest), export/`,
+    `written under ${out}/: data/ (token files), plan.yaml, model-harpe/ (converted), ` +
+      `run/ (train.yaml, log.jsonl, checkpoints/, latest), export/ (bf16)`,
   );
   console.log(`done in ${seconds} s`);
 }

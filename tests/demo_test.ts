@@ -1,4 +1,5 @@
-// Smoke test of `deno task demo`: the whole pipeline with 2 training steps into a temporary folder.
+// Smoke test of `deno task demo`: the whole pipeline (tokenize, plan, convert, train 2 steps, export)
+// into a temporary folder.
 
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { listDir, PROJECT_ROOT, withTempDir } from "./harness.ts";
@@ -23,10 +24,19 @@ Deno.test("demo runs end to end with 2 steps and says where everything went", as
     const before = Number(match[1]);
     assert(before > 2 && before < 4.5, `the pretrained tiny model starts well below ln(512) (${before})`);
     assertStringIncludes(result.stdout, out);
-    assertEquals(await listDir(out), ["data", "export", "harpe-demo.json", "run"]);
+    assertEquals(await listDir(out), [
+      "data",
+      "export",
+      "harpe-demo.json",
+      "model-harpe",
+      "plan.yaml",
+      "run",
+    ]);
     assertEquals(await Deno.readLink(`${out}/run/latest`), "checkpoints/step-2");
     const exported = JSON.parse(await Deno.readTextFile(`${out}/export/config.json`));
     assertEquals(exported.torch_dtype, "bfloat16");
+    assertEquals(exported.rope_parameters.rope_type, "harpe");
+    assertEquals(exported.max_position_embeddings, 256);
     await Deno.mkdir(`${dir}/mine`);
     const refused = await runDemo(["--out", `${dir}/mine`, "--steps", "1"]);
     assertEquals(refused.code, 2, "a folder the demo did not make is not replaced");
