@@ -5,7 +5,7 @@ import { stringify as toYaml } from "yaml";
 import { PackedLoader } from "../data/loader.ts";
 import { readTokenFile } from "../data/token_file.ts";
 import { openEngine } from "../engine/open.ts";
-import { ConfigError, PathError, ShapeError, UnsupportedError } from "../errors.ts";
+import { ConfigError, PathError, ShapeError } from "../errors.ts";
 import { loadModel } from "../model/load.ts";
 import { writeTextFileAtomically } from "../util/atomic.ts";
 import type { TrainConfig } from "./config.ts";
@@ -13,6 +13,7 @@ import { type LogRecord, TrainLog } from "./log.ts";
 import { runTraining } from "./loop.ts";
 import { AdamW } from "./optimizer.ts";
 import { findLatestCheckpoint, loadRunState, type TrainerState } from "./run_checkpoint.ts";
+import { prepareModel } from "./run_model.ts";
 
 /** Settings that must not change when a run is resumed (they decide the data order and batches). */
 const RESUME_INVARIANTS = ["data", "seq_len", "batch", "grad_accum", "seed"] as const;
@@ -73,12 +74,6 @@ function checkResumable(saved: Record<string, unknown>, config: TrainConfig): vo
  */
 export async function train(config: TrainConfig, options: TrainOptions = {}): Promise<TrainSummary> {
   const runDir = config.out;
-  if (config.plan !== undefined) {
-    throw new UnsupportedError("train.yaml: plan is not supported yet", {
-      field: "plan",
-      hint: "convert the model first with harpe convert and set model to the converted directory",
-    });
-  }
   if (!options.resume && await exists(`${runDir}/train.yaml`)) {
     throw new PathError(`Run directory "${runDir}" already holds a run`, {
       file: runDir,
@@ -87,9 +82,10 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   }
   const resumeFrom = options.resume ? await findLatestCheckpoint(runDir) : null;
   const data = await readTokenFile(config.data);
+  const modelDir = await prepareModel(config);
   const engine = await openEngine(config.device);
   try {
-    const model = await loadModel(engine, resumeFrom ?? config.model, { precision: config.precision });
+    const model = await loadModel(engine, resumeFrom ?? modelDir, { precision: config.precision });
     if (data.info.vocabSize > model.config.vocabSize) {
       throw new ShapeError(
         `Token file "${config.data}" has a vocabulary of ${data.info.vocabSize}, the model only ${model.config.vocabSize}`,
@@ -132,7 +128,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       state: start,
       optimizer,
       log,
-      copyFilesFrom: config.model,
+      copyFilesFrom: modelDir,
       progress: options.progress,
       onStep: options.onStep,
     });
