@@ -76,8 +76,9 @@ export async function runTraining(
     minLr: config.schedule.min_lr,
     totalSteps: config.steps,
   };
-  const progress = new Progress("train", config.steps, { unit: "steps", enabled: ctx.progress });
-  progress.set(state.step);
+  const startStep = state.step;
+  const label = startStep > 0 ? `train (from step ${startStep})` : "train";
+  const progress = new Progress(label, config.steps - startStep, { unit: "steps", enabled: ctx.progress });
   while (state.step < config.steps) {
     const step = state.step + 1;
     const started = performance.now();
@@ -118,7 +119,10 @@ export async function runTraining(
     };
     await ctx.log.append(record);
     ctx.onStep?.(record);
-    progress.set(step, `loss ${finite ? loss.toFixed(4) : "non-finite"} ${record.tokens_per_s} tok/s`);
+    progress.set(
+      step - startStep,
+      `loss ${finite ? loss.toFixed(4) : "non-finite"} ${record.tokens_per_s} tok/s`,
+    );
     if (state.badStepsInRow >= config.max_bad_steps_in_row) {
       progress.finish();
       throw new TrainingDivergedError(
