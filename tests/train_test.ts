@@ -177,7 +177,7 @@ Deno.test("guard: max_bad_steps_in_row non-finite steps stop the run with a clea
   });
 });
 
-Deno.test("checkpoints: a failed save leaves no step dir and keeps latest; discovery skips incomplete dirs", async () => {
+Deno.test("checkpoints: a failed save leaves no step dir and keeps latest; discovery skips incomplete dirs; stale temporaries go", async () => {
   await withTempDir(async (dir) => {
     const { model, run } = await runQuadratic(dir, [], { checkpoint: { every: 2 } });
     await run();
@@ -217,6 +217,10 @@ Deno.test("checkpoints: a failed save leaves no step dir and keeps latest; disco
     for (const f of ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"]) {
       assert(names.includes(f), `step-5 holds ${f}`);
     }
+    const working = { engine: model.engine, layout: model.layout, params: model.params, rawConfig: {} };
+    await saveRunCheckpoint(dir, { model: working, optimizer, state });
+    assertEquals(await listDir(`${dir}/checkpoints`), ["step-2", "step-4", "step-5", "step-6", "step-9"]);
+    assertEquals(await findLatestCheckpoint(dir), `${dir}/checkpoints/step-6`);
   });
 });
 

@@ -20,6 +20,8 @@ export const LATEST = "latest";
 const STATE_FILE = "trainer_state.json";
 const OPTIMIZER_FILE = "optimizer.safetensors";
 const STEP_DIR = /^step-(\d+)$/;
+/** Temporary names of unfinished checkpoints (lib/util/atomic.ts naming), left behind by a killed run. */
+const STALE_CHECKPOINT = /^\.step-\d+\.tmp-/;
 /** Shard size of the checkpoint weights (HF's usual 5 GB). */
 const WEIGHT_SHARD_BYTES = 5e9;
 
@@ -73,6 +75,7 @@ export async function saveRunCheckpoint(
   const name = `step-${state.step}`;
   const target = `${runDir}/${CHECKPOINTS_DIR}/${name}`;
   await Deno.mkdir(`${runDir}/${CHECKPOINTS_DIR}`, { recursive: true });
+  await removeStaleCheckpoints(runDir);
   await writeDirectoryAtomically(target, async (dir) => {
     const { engine, layout, params } = model;
     await writeCheckpointFiles(dir, {
@@ -110,6 +113,15 @@ export async function saveRunCheckpoint(
   await Deno.symlink(`${CHECKPOINTS_DIR}/${name}`, pointer);
   await Deno.rename(pointer, `${runDir}/${LATEST}`);
   return target;
+}
+
+/** Removes unfinished checkpoints that a killed run left under temporary names. */
+async function removeStaleCheckpoints(runDir: string): Promise<void> {
+  for await (const entry of Deno.readDir(`${runDir}/${CHECKPOINTS_DIR}`)) {
+    if (STALE_CHECKPOINT.test(entry.name)) {
+      await Deno.remove(`${runDir}/${CHECKPOINTS_DIR}/${entry.name}`, { recursive: true });
+    }
+  }
 }
 
 async function isCheckpoint(dir: string): Promise<boolean> {
