@@ -1,7 +1,7 @@
 // `harpe train --config train.yaml [overrides]`: single-stage training at the target length.
 
 import { Command } from "commander";
-import { loadTrainConfig, train, TrainingDivergedError } from "../lib/train/mod.ts";
+import { formatMemoryEstimate, loadTrainConfig, train, TrainingDivergedError } from "../lib/train/mod.ts";
 import { EXIT_FAILURE, printJson, runAction } from "./run_action.ts";
 
 interface TrainFlags {
@@ -19,6 +19,8 @@ interface TrainFlags {
   seed?: string;
   device?: string;
   checkpointEvery?: string;
+  activationCheckpointing?: boolean;
+  memoryLimit?: string;
 }
 
 const number = (value: string | undefined) => (value === undefined ? undefined : Number(value));
@@ -42,6 +44,14 @@ export function trainCommand(): Command {
     .option("--seed <n>", "override seed")
     .option("--device <name>", "override device (cpu)")
     .option("--checkpoint-every <n>", "override checkpoint.every")
+    .option(
+      "--activation-checkpointing",
+      "set activation_checkpointing (keep per layer only what the backward cannot recompute)",
+    )
+    .option(
+      "--memory-limit <size>",
+      "override memory_limit: refuse when the estimate exceeds it (e.g. 60GiB)",
+    )
     .option("--json", "print the summary as JSON")
     .action(runAction("train", async (flags: TrainFlags) => {
       const config = await loadTrainConfig(flags.config, {
@@ -58,6 +68,8 @@ export function trainCommand(): Command {
           seed: number(flags.seed),
           device: flags.device,
           "checkpoint.every": number(flags.checkpointEvery),
+          activation_checkpointing: flags.activationCheckpointing,
+          memory_limit: flags.memoryLimit,
         },
       });
       let last: { step: number; loss: number | null } | undefined;
@@ -65,6 +77,8 @@ export function trainCommand(): Command {
         const summary = await train(config, {
           resume: flags.resume,
           onStep: (r) => (last = { step: r.step, loss: r.loss }),
+          onMemoryEstimate: (estimate, capacity) =>
+            console.error(formatMemoryEstimate(estimate, { capacity })),
         });
         const result = { ...summary, last_loss: last?.loss ?? null };
         if (flags.json) {

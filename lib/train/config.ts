@@ -62,6 +62,11 @@ export const trainConfigSchema = z.strictObject({
   device: z.enum(["cpu", "cuda"], described("cpu or cuda")).default("cpu"),
   /** Storage of activations and working weights: f32, or bf16 (f32 master weights and optimizer state). */
   precision: z.enum(["f32", "bf16"], described("f32 or bf16")).default("f32"),
+  /** Keep only each layer's input, attention output and LSE for the backward; recompute the rest. */
+  activation_checkpointing: z.boolean(described("true or false")).default(false),
+  /** Refuse to start when the memory estimate exceeds this size (bytes, or e.g. "60GiB"); default: the
+   * device's free memory. */
+  memory_limit: z.union([positiveInt, z.string()], described("a size such as 60GiB")).optional(),
   max_bad_steps_in_row: positiveInt.default(DEFAULT_MAX_BAD_STEPS),
 }, described("a mapping")).check((ctx) => {
   const { steps, tokens } = ctx.value;

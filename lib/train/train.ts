@@ -2,6 +2,8 @@
 // train.yaml, loads the model and the token file, and runs the training loop on the chosen device.
 
 import { stringify as toYaml } from "yaml";
+import { readConfig } from "../checkpoint/config.ts";
+import { parseSize } from "../checkpoint/size.ts";
 import { PackedLoader } from "../data/loader.ts";
 import { readTokenFile } from "../data/token_file.ts";
 import { openEngine } from "../engine/open.ts";
@@ -11,6 +13,13 @@ import { writeTextFileAtomically } from "../util/atomic.ts";
 import type { TrainConfig } from "./config.ts";
 import { type LogRecord, TrainLog } from "./log.ts";
 import { runTraining } from "./loop.ts";
+import {
+  checkMemoryFits,
+  estimateTrainingMemory,
+  type MemoryCapacity,
+  memoryCapacity,
+  type MemoryEstimate,
+} from "./memory.ts";
 import { AdamW } from "./optimizer.ts";
 import { findLatestCheckpoint, loadRunState, type TrainerState } from "./run_checkpoint.ts";
 import { prepareModel } from "./run_model.ts";
@@ -26,6 +35,9 @@ export interface TrainOptions {
   progress?: boolean;
   /** Called with each log record. */
   onStep?: (record: LogRecord) => void;
+  /** Called with the memory estimate and what the device offers, before the model is loaded (and before
+   * a run that cannot fit is refused). */
+  onMemoryEstimate?: (estimate: MemoryEstimate, capacity: MemoryCapacity) => void;
 }
 
 /** What a training run did. */
@@ -81,11 +93,28 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     });
   }
   const resumeFrom = options.resume ? await findLatestCheckpoint(runDir) : null;
+  const limit = config.memory_limit === undefined
+    ? undefined
+    : parseSize(String(config.memory_limit), { field: "memory_limit" });
   const data = await readTokenFile(config.data);
   const modelDir = await prepareModel(config);
   const engine = await openEngine(config.device);
   try {
-    const model = await loadModel(engine, resumeFrom ?? modelDir, { precision: config.precision });
+    const memoryRun = {
+      seqLen: config.seq_len,
+      batch: config.batch,
+      precision: config.precision,
+      checkpointing: config.activation_checkpointing,
+      device: config.device,
+    };
+    const estimate = estimateTrainingMemory(await readConfig(resumeFrom ?? modelDir), memoryRun);
+    const capacity = memoryCapacity(engine, { limit });
+    options.onMemoryEstimate?.(estimate, capacity);
+    checkMemoryFits(estimate, memoryRun, { capacity });
+    const model = await loadModel(engine, resumeFrom ?? modelDir, {
+      precision: config.precision,
+      checkpointing: config.activation_checkpointing,
+    });
     if (data.info.vocabSize > model.config.vocabSize) {
       throw new ShapeError(
         `Token file "${config.data}" has a vocabulary of ${data.info.vocabSize}, the model only ${model.config.vocabSize}`,

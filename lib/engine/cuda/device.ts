@@ -22,7 +22,7 @@ export const KERNEL_FILES = [
   "flash_attention_bwd.cu",
 ] as const;
 /** cuBLASLt workspace (what cuBLAS recommends for Hopper). */
-const BLAS_WORKSPACE_BYTES = 32 * 1024 * 1024;
+export const BLAS_WORKSPACE_BYTES = 32 * 1024 * 1024;
 /** Pinned host buffer through which large copies go, in chunks of this size. */
 const STAGING_BYTES = 32 * 1024 * 1024;
 /** Copies smaller than this go straight from/to pageable memory. */

@@ -30,7 +30,7 @@ const CE_THREADS = 1024;
  * float4 per thread in cross_entropy.cu); larger ones read each row twice. */
 const CE_REGISTER_VOCAB = 8 * 4 * CE_THREADS;
 /** Bytes of f32 logits one chunk of the fused lm head + cross-entropy may hold. */
-const LOGITS_CHUNK_BYTES = 256 * 1024 * 1024;
+export const LOGITS_CHUNK_BYTES = 256 * 1024 * 1024;
 
 const BYTES: Record<TensorDType, number> = { f32: 4, bf16: 2, i32: 4 };
 
