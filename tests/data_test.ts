@@ -194,3 +194,46 @@ Deno.test("harpe tokenize: a bad JSONL line is exit 2 naming file and line, and 
     assertEquals(await listDir(dir), ["bad.jsonl", "notext.jsonl"]);
   });
 });
+
+Deno.test("harpe tokenize: an existing output needs --force; unknown file types are exit 2", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/a.md`, "# Title\n\nSome *Markdown* text.");
+    await Deno.writeTextFile(`${dir}/out.tokens`, "keep me");
+    const refused = await runHarpe([
+      "tokenize",
+      `${dir}/a.md`,
+      "--tokenizer",
+      TOKENIZER,
+      "-o",
+      `${dir}/out.tokens`,
+    ]);
+    assertEquals(refused.code, 2);
+    assertStringIncludes(refused.stderr, "--force");
+    assertEquals(await Deno.readTextFile(`${dir}/out.tokens`), "keep me");
+    const forced = await runHarpe([
+      "tokenize",
+      `${dir}/a.md`,
+      "--tokenizer",
+      TOKENIZER,
+      "-o",
+      `${dir}/out.tokens`,
+      "--force",
+    ]);
+    assertEquals(forced.code, 0, forced.stderr);
+    const file = await readTokenFile(`${dir}/out.tokens`);
+    const tok = await loadTokenizer(TOKENIZER);
+    assertEquals(Array.from(file.tokens), tok.encode("# Title\n\nSome *Markdown* text."));
+    await Deno.writeTextFile(`${dir}/a.csv`, "x,y");
+    const csv = await runHarpe([
+      "tokenize",
+      `${dir}/a.csv`,
+      "--tokenizer",
+      TOKENIZER,
+      "-o",
+      `${dir}/c.tokens`,
+    ]);
+    assertEquals(csv.code, 2);
+    assertStringIncludes(csv.stderr, "unknown file type");
+    assertEquals(await listDir(dir), ["a.csv", "a.md", "out.tokens"]);
+  });
+});
