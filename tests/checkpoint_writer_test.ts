@@ -127,6 +127,43 @@ Deno.test("a read returning the wrong byte count is a ShapeError and leaves noth
   });
 });
 
+Deno.test("streamed tensors (chunks through one reused buffer) write the same bytes; a short stream is refused", async () => {
+  await withTempDir(async (dir) => {
+    const { config, tensors, data } = smallSource();
+    const CHUNK = 100;
+    const reused = new Uint8Array(CHUNK);
+    const streamed = tensors.map((t) => ({
+      ...t,
+      read: () => Promise.reject(new Error("read must not be called when chunks are given")),
+      chunks: function* () {
+        const bytes = data.get(t.name)!;
+        for (let at = 0; at < bytes.byteLength; at += CHUNK) {
+          const part = bytes.subarray(at, at + CHUNK);
+          reused.set(part);
+          yield reused.subarray(0, part.byteLength);
+        }
+      },
+    }));
+    await writeCheckpoint(`${dir}/out`, { config, tensors: streamed }, { shardSize: 3000, progress: false });
+    const checkpoint = await Checkpoint.open(`${dir}/out`);
+    for (const t of tensors) assertEquals(await checkpoint.readBytes(t.name), data.get(t.name)!, t.name);
+    checkpoint.close();
+
+    streamed[5] = {
+      ...streamed[5],
+      chunks: function* () {
+        yield new Uint8Array(4);
+      },
+    };
+    await assertRejects(
+      () => writeCheckpoint(`${dir}/short`, { config, tensors: streamed }, { progress: false }),
+      ShapeError,
+      streamed[5].name,
+    );
+    assertEquals(await listDir(dir), ["out"]);
+  });
+});
+
 Deno.test("an existing output is refused unless overwrite; overwrite replaces it whole", async () => {
   await withTempDir(async (dir) => {
     const { config, tensors } = smallSource();

@@ -15,9 +15,10 @@ import {
   writeSmallCheckpoint,
 } from "./checkpoint_fixtures.ts";
 import { Checkpoint } from "../lib/checkpoint/checkpoint.ts";
-import { configWithDType, EXPORT_CHUNK_BYTES, exportCheckpoint } from "../lib/checkpoint/export.ts";
+import { configWithDType, exportCheckpoint } from "../lib/checkpoint/export.ts";
 import { parseSize } from "../lib/checkpoint/size.ts";
 import { ConfigError, PathError, UnsupportedError } from "../lib/errors.ts";
+import { DEFAULT_CHUNK_BYTES } from "../lib/safetensors/mod.ts";
 
 async function allF32(dir: string): Promise<Map<string, Float32Array>> {
   const checkpoint = await Checkpoint.open(dir);
@@ -204,9 +205,10 @@ Deno.test("harpe export: --json summary; --force replaces the output", async () 
 
 Deno.test("tensors larger than one export chunk stream correctly (bf16 cast, verify, copy)", async () => {
   await withTempDir(async (dir) => {
-    // Embedding (tied): 10000 x 32 f32 = 1280000 bytes, several export chunks and a partial one.
+    // Embedding (tied): 20000 x 32 f32 = 2560000 bytes: two export chunks and a partial one (in bf16:
+    // one and a partial one).
     const config = smallConfig({
-      vocab_size: 10000,
+      vocab_size: 20000,
       hidden_size: 32,
       num_attention_heads: 2,
       num_key_value_heads: 1,
@@ -214,7 +216,7 @@ Deno.test("tensors larger than one export chunk stream correctly (bf16 cast, ver
     await writeSmallCheckpoint(`${dir}/src`, config);
     const big = "model.embed_tokens.weight";
     const source = await Checkpoint.open(`${dir}/src`);
-    assert(source.info(big).byteLength > EXPORT_CHUNK_BYTES);
+    assert(source.info(big).byteLength > 2 * DEFAULT_CHUNK_BYTES);
     const values = await source.readF32(big);
     source.close();
     await exportCheckpoint(`${dir}/src`, `${dir}/bf16`, { dtype: "BF16", verify: true, progress: false });

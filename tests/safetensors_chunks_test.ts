@@ -1,10 +1,10 @@
-// Chunked reading and writing (readChunks / writeChunks) and conversions into reused output arrays:
-// the same bytes and values as the whole-tensor paths, in bounded memory.
+// Chunked reading and writing (readChunks / readInto / writeChunks) and conversions into reused output
+// arrays: the same bytes and values as the whole-tensor paths, in bounded memory.
 
-import { assertEquals, assertRejects, assertThrows } from "./assert.ts";
+import { assertEquals, assertRejects, assertStringIncludes, assertThrows } from "./assert.ts";
 import { listDir, withTempDir } from "./harness.ts";
 import { randomBytes, seededRandom } from "./safetensors_files.ts";
-import { ShapeError } from "../lib/errors.ts";
+import { FileFormatError, ShapeError } from "../lib/errors.ts";
 import {
   bf16ToF32,
   f16ToF32,
@@ -42,6 +42,37 @@ Deno.test("readChunks yields a tensor (or a range of it) in order through one re
     await assertRejects(async () => {
       for await (const _ of file.readChunks("x", { range: { start: 0, end: 1001 } })) break;
     }, ShapeError);
+    file.close();
+  });
+});
+
+Deno.test("readInto fills a reused buffer at any offset; bad ranges and a file cut after open are refused", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/r.safetensors`;
+    const data = randomBytes(seededRandom(4), 1000);
+    await writeSafetensors(path, [
+      { name: "head", dtype: "U8", shape: [3], data: new Uint8Array([7, 7, 7]) },
+      { name: "x", dtype: "U8", shape: [1000], data },
+    ]);
+    const file = await SafetensorsFile.open(path);
+    const buffer = new Uint8Array(100);
+    assertEquals(file.readInto("x", buffer, { start: 900 }), data.subarray(900, 1000));
+    assertEquals(file.readInto("x", buffer.subarray(0, 10)), data.subarray(0, 10));
+    assertEquals(Array.from(file.readInto("head", new Uint8Array(3))), [7, 7, 7]);
+    assertThrows(
+      () => file.readInto("x", buffer, { start: 901 }),
+      ShapeError,
+      "Cannot read bytes [901, 1001)",
+    );
+    assertThrows(() => file.readInto("x", buffer, { start: -1 }), ShapeError);
+    await Deno.truncate(path, (await Deno.stat(path)).size - 50);
+    const error = assertThrows(
+      () => file.readInto("x", buffer, { start: 900 }),
+      FileFormatError,
+      "truncated",
+    );
+    assertEquals(error.detail.tensor, "x");
+    assertStringIncludes(error.message, 'inside tensor "x"');
     file.close();
   });
 });
@@ -114,4 +145,8 @@ Deno.test("conversions into a reused output array equal the allocating ones", ()
     new Uint32Array(f16ToF32(h).buffer),
   );
   assertThrows(() => f32ToBf16(values, new Uint16Array(10)), RangeError, "5000");
+  // An output not 4-byte aligned and an odd count take the one-element-at-a-time path: same bits.
+  const odd = values.subarray(0, 4999);
+  const shifted = new Uint16Array(new ArrayBuffer(2 * 5001), 2, 4999);
+  assertEquals(f32ToBf16(odd, shifted), f32ToBf16(values).subarray(0, 4999));
 });

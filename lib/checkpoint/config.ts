@@ -1,7 +1,8 @@
 // Parses a Hugging Face config.json (v4 or v5 form) into the normalized ModelConfig, refusing what
 // harpe cannot run with a ConfigError or UnsupportedError that names the field and the supported values.
 
-import { ConfigError, FileFormatError, PathError, UnsupportedError } from "../errors.ts";
+import { ConfigError, PathError, UnsupportedError } from "../errors.ts";
+import { readJsonObject } from "../util/files.ts";
 import { ConfigFields } from "./config_fields.ts";
 import type { Architecture, ConfigDType, ModelConfig } from "./model_config.ts";
 import { parseRope } from "./rope_config.ts";
@@ -41,15 +42,7 @@ function architecture(fields: ConfigFields): Architecture {
     ? named.slice(REMOTE_CODE_MODEL_TYPE_PREFIX.length)
     : named;
   const supported = Object.keys(ARCHITECTURE_CLASSES);
-  if (!supported.includes(type)) {
-    throw new UnsupportedError(`${fields.file}: "model_type" is "${named}", which harpe does not support`, {
-      file: fields.file,
-      field: "model_type",
-      expected: supported,
-      actual: named,
-      hint: `supported: ${supported.join(", ")}`,
-    });
-  }
+  if (!supported.includes(type)) throw fields.unsupported("model_type", { actual: named, supported });
   return type as Architecture;
 }
 
@@ -75,13 +68,7 @@ function architectureClass(fields: ConfigFields, arch: Architecture): string {
 function activation(fields: ConfigFields): void {
   const act = fields.string("hidden_act", "silu");
   if (!SUPPORTED_ACTIVATIONS.includes(act)) {
-    throw new UnsupportedError(`${fields.file}: "hidden_act" is "${act}", which harpe does not support`, {
-      file: fields.file,
-      field: "hidden_act",
-      expected: SUPPORTED_ACTIVATIONS,
-      actual: act,
-      hint: `supported: ${SUPPORTED_ACTIVATIONS.join(", ")}`,
-    });
+    throw fields.unsupported("hidden_act", { actual: act, supported: SUPPORTED_ACTIVATIONS });
   }
 }
 
@@ -91,13 +78,7 @@ function dtype(fields: ConfigFields): ConfigDType {
     const value = fields.string(field).replace(/^torch\./, "");
     if (value === AUTO_DTYPE) return undefined;
     if (!CONFIG_DTYPES.includes(value as ConfigDType)) {
-      throw new UnsupportedError(`${fields.file}: "${field}" is "${value}", which harpe does not support`, {
-        file: fields.file,
-        field,
-        expected: CONFIG_DTYPES,
-        actual: value,
-        hint: `supported: ${CONFIG_DTYPES.join(", ")}`,
-      });
+      throw fields.unsupported(field, { actual: value, supported: CONFIG_DTYPES });
     }
     return value as ConfigDType;
   };
@@ -248,26 +229,8 @@ export async function readConfig(path: string): Promise<ModelConfig> {
     }
     throw error;
   }
-  let text: string;
-  try {
-    text = await Deno.readTextFile(file);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new PathError(`"${file}" does not exist`, {
-        file,
-        hint: "a Hugging Face checkpoint directory holds config.json",
-      });
-    }
-    throw error;
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    throw new FileFormatError(`${file}: is not valid JSON (${(error as Error).message})`, { file });
-  }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    throw new FileFormatError(`${file}: must hold a JSON object`, { file });
-  }
-  return parseConfig(raw as Record<string, unknown>, { file });
+  const raw = await readJsonObject(file, {
+    missing: "a Hugging Face checkpoint directory holds config.json",
+  });
+  return parseConfig(raw, { file });
 }

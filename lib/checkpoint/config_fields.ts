@@ -1,7 +1,7 @@
 // Typed reads of config.json fields: each read checks presence, type and range, and a bad value becomes
 // a ConfigError that names the file and the field, e.g. `config.json: "hidden_size" must be ...`.
 
-import { ConfigError } from "../errors.ts";
+import { ConfigError, UnsupportedError } from "../errors.ts";
 
 /** Largest accepted size of any one dimension (vocabulary, hidden size, layers, positions ...). */
 export const MAX_DIMENSION = 2 ** 31 - 1;
@@ -31,6 +31,24 @@ export class ConfigFields {
       field: this.prefix + field,
       ...detail,
     });
+  }
+
+  /**
+   * The error for a field whose value harpe does not support, listing the values it does, e.g.
+   * `config.json: "hidden_act" is "gelu", which harpe does not support (supported: silu)`.
+   */
+  unsupported(field: string, values: { actual: string; supported: readonly string[] }): UnsupportedError {
+    const { actual, supported } = values;
+    return new UnsupportedError(
+      `${this.file}: "${this.prefix}${field}" is "${actual}", which harpe does not support`,
+      {
+        file: this.file,
+        field: this.prefix + field,
+        expected: supported,
+        actual,
+        hint: `supported: ${supported.join(", ")}`,
+      },
+    );
   }
 
   /** A positive integer (a size or a count), required unless `fallback` is given. */

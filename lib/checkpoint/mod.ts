@@ -18,6 +18,5 @@ export {
   type WriteCheckpointOptions,
   type WriteSummary,
 } from "./writer.ts";
-export { castBytes, type WeightDType } from "./cast.ts";
-export { exportCheckpoint, type ExportOptions, type ExportSummary } from "./export.ts";
+export { exportCheckpoint, type ExportOptions, type ExportSummary, type WeightDType } from "./export.ts";
 export { parseSize } from "./size.ts";

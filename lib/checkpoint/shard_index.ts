@@ -1,7 +1,8 @@
 // The sharded checkpoint index (model.safetensors.index.json): which shard file holds each tensor.
 // Read and validated here; written by writer.ts.
 
-import { FileFormatError, PathError } from "../errors.ts";
+import { FileFormatError } from "../errors.ts";
+import { readJsonObject } from "../util/files.ts";
 
 /** File name of the index of a sharded checkpoint. */
 export const INDEX_FILE = "model.safetensors.index.json";
@@ -31,28 +32,9 @@ function isPlainFileName(name: string): boolean {
  * ```
  */
 export async function readShardIndex(path: string): Promise<ShardIndex> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new PathError(`"${path}" does not exist`, { file: path });
-    }
-    throw error;
-  }
-  const bad = (problem: string) =>
-    new FileFormatError(`${path}: ${problem}`, {
-      file: path,
-      hint: "re-save the checkpoint, or remove the index if the checkpoint is one model.safetensors",
-    });
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    throw bad(`is not valid JSON (${(error as Error).message})`);
-  }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw bad("must hold a JSON object");
-  const { weight_map: map, metadata } = raw as Record<string, unknown>;
+  const hint = "re-save the checkpoint, or remove the index if the checkpoint is one model.safetensors";
+  const bad = (problem: string) => new FileFormatError(`${path}: ${problem}`, { file: path, hint });
+  const { weight_map: map, metadata } = await readJsonObject(path, { invalid: hint });
   if (typeof map !== "object" || map === null || Array.isArray(map)) {
     throw bad('"weight_map" must be an object mapping tensor names to shard files');
   }

@@ -2,11 +2,11 @@
 // (never splitting a tensor), the index, and the tokenizer/generation files copied from a source.
 
 import { ConfigError, ShapeError } from "../errors.ts";
-import { type DType, tensorByteLength, type TensorHeader } from "../safetensors/mod.ts";
+import { type DType, SafetensorsWriter, tensorByteLength, type TensorHeader } from "../safetensors/mod.ts";
 import { writeDirectoryAtomically } from "../util/atomic.ts";
+import { isFile } from "../util/files.ts";
 import { Progress } from "../util/progress.ts";
 import { INDEX_FILE, SINGLE_FILE } from "./shard_index.ts";
-import { type ChunkSink, writeShard } from "./shard_writer.ts";
 
 /** Largest shard when none is given: 5 GB, as Hugging Face's `max_shard_size="5GB"`. */
 export const DEFAULT_SHARD_SIZE = 5_000_000_000;
@@ -39,8 +39,11 @@ export interface SourceTensor {
   dtype: DType;
   shape: number[];
   read: () => Promise<Uint8Array>;
-  /** Optional streaming form used instead of `read` when given: pushes the bytes in order, in chunks. */
-  stream?: (sink: ChunkSink) => Promise<void>;
+  /**
+   * Optional streaming form used instead of `read` when given: the bytes in order, in chunks (each may
+   * reuse the previous one's buffer: it is written before the next is asked for).
+   */
+  chunks?: () => Iterable<Uint8Array>;
 }
 
 /** What to write: the raw config.json object and the tensors in checkpoint order. */
@@ -77,6 +80,38 @@ export interface WriteSummary {
   totalParameters: number;
   /** Auxiliary files copied. */
   copied: string[];
+}
+
+/** Yields `chunks`, calling `written` with each one's size once the consumer has taken it. */
+function* counted(chunks: Iterable<Uint8Array>, written: (bytes: number) => void): Generator<Uint8Array> {
+  for (const chunk of chunks) {
+    yield chunk;
+    written(chunk.byteLength);
+  }
+}
+
+/** Writes one shard file: each tensor streamed from `chunks` or read whole; `written` counts bytes. */
+async function writeShard(
+  path: string,
+  tensors: SourceTensor[],
+  written: (bytes: number) => void,
+): Promise<void> {
+  const writer = await SafetensorsWriter.create(path, tensors, { metadata: { ...SHARD_METADATA } });
+  try {
+    for (const tensor of tensors) {
+      if (tensor.chunks) {
+        await writer.writeChunks(tensor.name, counted(tensor.chunks(), written));
+      } else {
+        const data = await tensor.read();
+        await writer.write(tensor.name, data);
+        written(data.byteLength);
+      }
+    }
+    await writer.finish();
+  } catch (error) {
+    await writer.abort();
+    throw error;
+  }
 }
 
 /** A tensor's header and data size, checked for overflow. */
@@ -135,12 +170,7 @@ export function shardFileName(i: number, n: number): string {
 async function copyAuxiliaryFiles(from: string, to: string): Promise<string[]> {
   const copied: string[] = [];
   for (const name of AUXILIARY_FILES) {
-    try {
-      if (!(await Deno.stat(`${from}/${name}`)).isFile) continue;
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) continue;
-      throw error;
-    }
+    if (!await isFile(`${from}/${name}`)) continue;
     await Deno.copyFile(`${from}/${name}`, `${to}/${name}`);
     copied.push(name);
   }
@@ -186,19 +216,10 @@ export async function writeCheckpointFiles(
   const weightMap: Record<string, string> = {};
   for (const [i, tensors] of shards.entries()) {
     const file = shardFileName(i, shards.length);
-    const streamed = tensors.map(({ name, dtype, shape, read, stream }) => ({
-      name,
-      dtype,
-      shape,
-      produce: stream ?? (async (sink: ChunkSink) => await sink(await read())),
-    }));
     let bytes = 0;
-    await writeShard(`${dir}/${file}`, streamed, {
-      metadata: { ...SHARD_METADATA },
-      onBytes: (n) => {
-        bytes += n;
-        progress.advance(n, file);
-      },
+    await writeShard(`${dir}/${file}`, tensors, (n) => {
+      bytes += n;
+      progress.advance(n, file);
     });
     for (const tensor of tensors) weightMap[tensor.name] = file;
     written.push({ file, tensors: tensors.length, bytes });

@@ -1,4 +1,4 @@
-// Safetensors I/O: a lazy, validating reader, a streaming atomic writer, and dtype conversions.
+// Safetensors I/O: a lazy, validating reader, a streaming atomic writer, dtype conversions and casts.
 
 export {
   bf16ToF32,
@@ -10,6 +10,7 @@ export {
   f16ToF32,
   f32ToBf16,
   f32ToF16,
+  type FloatDType,
   isDType,
   type TypedTensor,
   typedView,
@@ -21,5 +22,6 @@ export {
   type TensorHeader,
   type TensorInfo,
 } from "./header.ts";
+export { castByteLength, castBytes, type CastDTypes } from "./cast.ts";
 export { DEFAULT_CHUNK_BYTES, SafetensorsFile } from "./reader.ts";
 export { SafetensorsWriter, writeSafetensors } from "./writer.ts";

@@ -5,28 +5,39 @@ import { FileFormatError, PathError, ShapeError } from "../errors.ts";
 import { decodeToF32, type TypedTensor, typedView } from "./dtypes.ts";
 import { checkHeaderLength, HEADER_LENGTH_BYTES, parseHeader, type TensorInfo } from "./header.ts";
 
-/** Chunk size of {@link SafetensorsFile.readChunks} when no buffer is given. */
-export const DEFAULT_CHUNK_BYTES = 8 * 2 ** 20;
+/**
+ * Chunk size of {@link SafetensorsFile.readChunks} when no buffer is given, and of export's streaming:
+ * few enough system calls, small enough that a chunk's read, cast and write stay in the CPU cache.
+ * `harpe export --dtype bf16` of 2 GB f32 on the 2-core VM, median of 6 alternating runs: 1.21 s with
+ * 1 MiB and with 2 MiB chunks, 1.30 s with 4 MiB, 1.37 s with 256 KiB (8 MiB: 1.9 s).
+ */
+export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 
-/** Reads exactly `into.byteLength` bytes at `position`, or fails naming the file if it is shorter. */
-async function readExactly(
+/**
+ * Fills `into` from absolute byte `position`, or fails naming the file (and `tensor`) if it ends first.
+ * Synchronous: the call fills `into` itself, where the asynchronous read goes through a fresh buffer
+ * and a copy (measured 2x slower for large chunks).
+ */
+function readExactly(
   file: Deno.FsFile,
   position: number,
   into: Uint8Array,
-  path: string,
-): Promise<void> {
-  await file.seek(position, Deno.SeekMode.Start);
-  let filled = 0;
-  while (filled < into.byteLength) {
-    const n = await file.read(into.subarray(filled));
+  source: { path: string; tensor?: string },
+): void {
+  file.seekSync(position, Deno.SeekMode.Start);
+  for (let filled = 0; filled < into.byteLength;) {
+    const n = file.readSync(into.subarray(filled));
     if (n === null) {
+      const end = position + into.byteLength;
+      const inside = source.tensor === undefined ? "" : ` inside tensor "${source.tensor}"`;
       throw new FileFormatError(
-        `Invalid safetensors file "${path}": ended at byte ${position + filled}, expected ${
-          position + into.byteLength
-        }`,
+        `Invalid safetensors file "${source.path}": ended at byte ${
+          position + filled
+        }${inside}, expected ${end}`,
         {
-          file: path,
-          expected: position + into.byteLength,
+          file: source.path,
+          ...(source.tensor === undefined ? {} : { tensor: source.tensor }),
+          expected: end,
           actual: position + filled,
           hint: "the file was truncated",
         },
@@ -52,7 +63,7 @@ async function openFile(path: string): Promise<Deno.FsFile> {
 
 /**
  * One safetensors file, opened lazily: the header is parsed and validated on open; tensor data is read
- * only when asked for. Reads on one file are serialized (they share a file position).
+ * only when asked for, with synchronous seek + read pairs (so reads never interleave).
  *
  * @example
  * ```ts
@@ -62,9 +73,6 @@ async function openFile(path: string): Promise<Deno.FsFile> {
  * ```
  */
 export class SafetensorsFile {
-  /** Pending reads, chained so that seek + read pairs never interleave. */
-  #queue: Promise<unknown> = Promise.resolve();
-
   private constructor(
     readonly path: string,
     readonly metadata: Record<string, string>,
@@ -95,11 +103,11 @@ export class SafetensorsFile {
         );
       }
       const prefix = new Uint8Array(HEADER_LENGTH_BYTES);
-      await readExactly(file, 0, prefix, path);
+      readExactly(file, 0, prefix, { path });
       const length = new DataView(prefix.buffer).getBigUint64(0, true);
       const headerLength = checkHeaderLength(length, { file: path, fileSize: size });
       const headerBytes = new Uint8Array(headerLength);
-      await readExactly(file, HEADER_LENGTH_BYTES, headerBytes, path);
+      readExactly(file, HEADER_LENGTH_BYTES, headerBytes, { path });
       const dataLength = size - HEADER_LENGTH_BYTES - headerLength;
       const header = parseHeader(headerBytes, { file: path, dataLength });
       const tensors = new Map(header.tensors.map((t) => [t.name, t]));
@@ -134,12 +142,29 @@ export class SafetensorsFile {
    * const firstRow = await file.readBytes("lm_head.weight", { start: 0, end: 4096 * 2 });
    * ```
    */
-  async readBytes(name: string, range?: { start: number; end: number }): Promise<Uint8Array> {
+  readBytes(name: string, range?: { start: number; end: number }): Promise<Uint8Array> {
+    return new Promise((resolve) => {
+      const info = this.info(name);
+      const { start, end } = this.#checkRange(name, info, range);
+      resolve(this.readInto(name, new Uint8Array(end - start), { start }));
+    });
+  }
+
+  /**
+   * Fills `target` with the tensor's bytes from byte `options.start` (default 0) of its data and returns
+   * it: a synchronous read into a buffer the caller reuses (streaming a tensor chunk by chunk).
+   *
+   * @example
+   * ```ts
+   * const chunk = file.readInto("lm_head.weight", new Uint8Array(1 << 20), { start: 4096 });
+   * ```
+   */
+  readInto(name: string, target: Uint8Array, options: { start?: number } = {}): Uint8Array {
     const info = this.info(name);
-    const { start, end } = this.#checkRange(name, info, range);
-    const into = new Uint8Array(end - start);
-    await this.#read(info.offset + start, into);
-    return into;
+    const start = options.start ?? 0;
+    this.#checkRange(name, info, { start, end: start + target.byteLength });
+    readExactly(this.file, info.offset + start, target, { path: this.path, tensor: name });
+    return target;
   }
 
   #checkRange(
@@ -163,13 +188,6 @@ export class SafetensorsFile {
     return { start, end };
   }
 
-  /** Reads `into.byteLength` bytes at absolute `position`, after every read queued before it. */
-  #read(position: number, into: Uint8Array): Promise<void> {
-    const read = this.#queue.then(() => readExactly(this.file, position, into, this.path));
-    this.#queue = read.catch(() => {});
-    return read;
-  }
-
   /**
    * Reads a tensor's bytes (or the byte range `range` of it) in order, in chunks of `buffer`'s size
    * (default: a new buffer of DEFAULT_CHUNK_BYTES). The buffer is reused for every chunk, so each
@@ -178,13 +196,13 @@ export class SafetensorsFile {
    * @example
    * ```ts
    * const buffer = new Uint8Array(8 << 20);
-   * for await (const chunk of file.readChunks("lm_head.weight", { buffer })) hash.update(chunk);
+   * for (const chunk of file.readChunks("lm_head.weight", { buffer })) hash.update(chunk);
    * ```
    */
-  async *readChunks(
+  *readChunks(
     name: string,
     options: { range?: { start: number; end: number }; buffer?: Uint8Array } = {},
-  ): AsyncGenerator<Uint8Array> {
+  ): Generator<Uint8Array> {
     const info = this.info(name);
     const { start, end } = this.#checkRange(name, info, options.range);
     const buffer = options.buffer ?? new Uint8Array(Math.min(DEFAULT_CHUNK_BYTES, end - start));
@@ -193,7 +211,7 @@ export class SafetensorsFile {
     }
     for (let at = start; at < end; at += buffer.byteLength) {
       const chunk = buffer.subarray(0, Math.min(buffer.byteLength, end - at));
-      await this.#read(info.offset + at, chunk);
+      readExactly(this.file, info.offset + at, chunk, { path: this.path, tensor: name });
       yield chunk;
     }
   }
