@@ -27,6 +27,7 @@ from transformers.models.llama import modeling_llama
 def per_head_rope(head_bases, rotary_dim):
     """An apply_rotary_pos_emb replacement rotating key head j (and its query group) with base head_bases[j]."""
     cache = {}
+    calls = [0]
 
     def tables(t, device, dtype):
         key = (t, device, dtype)
@@ -42,6 +43,7 @@ def per_head_rope(head_bases, rotary_dim):
         return cache[key]
 
     def apply(q, k, cos, sin, *args, **kwargs):
+        calls[0] += 1
         b, h, t, d = q.shape
         kh = k.shape[1]
         c, s = tables(t, q.device, q.dtype)
@@ -50,6 +52,7 @@ def per_head_rope(head_bases, rotary_dim):
         q_out = grouped * c[:, :, None] + modeling_llama.rotate_half(grouped) * s[:, :, None]
         return q_out.view(b, h, t, d), k_out
 
+    apply.calls = calls
     return apply
 
 
@@ -95,8 +98,10 @@ def main():
     versions = {"torch": torch.__version__, "transformers": transformers.__version__}
     print(f"peer: torch {versions['torch']}, transformers {versions['transformers']}, "
           f"{torch.cuda.get_device_name()}", file=sys.stderr)
-    config = LlamaConfig(**request["config"], attn_implementation="sdpa", use_cache=False)
-    modeling_llama.apply_rotary_pos_emb = per_head_rope(request["head_bases"], config.head_dim)
+    fields = {k: v for k, v in request["config"].items() if k not in ("architectures", "model_type", "torch_dtype")}
+    config = LlamaConfig(**fields, attn_implementation="sdpa", use_cache=False)
+    rope = per_head_rope(request["head_bases"], config.head_dim)
+    modeling_llama.apply_rotary_pos_emb = rope
     torch.manual_seed(request["seed"])
     with torch.device("cuda"):
         model = LlamaForCausalLM(config).float()  # f32 master weights; autocast computes in bf16
@@ -111,6 +116,9 @@ def main():
             row = run_length(model, optimizer, t, length["steps"], request, generator)
         except torch.OutOfMemoryError as error:
             row = {"t": t, "error": "out of memory: " + str(error).split("\n")[0][:160]}
+        if rope.calls[0] == 0:
+            raise RuntimeError("the per-head RoPE patch was never called: transformers no longer uses "
+                               "modeling_llama.apply_rotary_pos_emb, the peer would train with one base")
         row["versions"] = versions
         print(json.dumps(row), flush=True)
         print(f"peer T={t}: {row.get('tokens_per_s', row.get('error'))}", file=sys.stderr)
