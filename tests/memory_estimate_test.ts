@@ -14,6 +14,7 @@ import { BLAS_WORKSPACE_BYTES } from "../lib/engine/cuda/device.ts";
 import { LOGITS_CHUNK_BYTES } from "../lib/engine/cuda/engine.ts";
 import { FLASH_HEAD_DIMS } from "../lib/engine/cuda/flash_attention.ts";
 import type { Driver } from "../lib/engine/cuda/ffi/driver.ts";
+import { hasCuda } from "../lib/engine/cuda/mod.ts";
 import { Model } from "../lib/model/mod.ts";
 import { loadTokenizer, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts";
 import {
@@ -224,6 +225,62 @@ Deno.test("memory estimate: refusal names what to change; only the applicable re
   // Fits: no error; unknown capacity: no error.
   checkMemoryFits(estimateTrainingMemory(tiny, run), run, { capacity });
   checkMemoryFits(estimate, run, { capacity: { name: "host RAM" } });
+});
+
+Deno.test({
+  name: "memory estimate on cuda: equals the allocator's high-water mark of a real pass (GPU only)",
+  ignore: !hasCuda(),
+  async fn() {
+    const { CudaEngine } = await import("../lib/engine/cuda/mod.ts");
+    const engine = await CudaEngine.open();
+    // Head dim 64: bf16 goes through the flash kernels (dQ f32 accumulator), f32 through the simple ones.
+    const config: ModelConfig = {
+      ...tiny,
+      hiddenSize: 256,
+      intermediateSize: 512,
+      headDim: 64,
+      vocabSize: 1000,
+      rope: { ...tiny.rope, rotaryDim: 64 },
+    };
+    const B = 2, T = 256;
+    const tokens = Int32Array.from({ length: B * T }, (_, i) => (i * 31) % config.vocabSize);
+    try {
+      for (const precision of ["bf16", "f32"] as const) {
+        for (const checkpointing of [true, false]) {
+          const allocator = engine.device.allocator;
+          const before = allocator.inUse; // the workspace and what earlier rounds left
+          allocator.peak = before;
+          const model = Model.create(engine, config, { precision, checkpointing });
+          const optimizer = new AdamW(engine, model.layout, { params: model.params, grads: model.grads }, {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weightDecay: 0,
+          });
+          await model.forwardBackward(tokens, tokens, { batch: B });
+          optimizer.step({ lr: 1e-3, step: 1 });
+          await engine.sync();
+          const estimate = estimateTrainingMemory(config, {
+            seqLen: T,
+            batch: B,
+            precision,
+            checkpointing,
+            device: "cuda",
+          });
+          assertEquals(
+            allocator.peak - before,
+            estimate.total - CUDA_BLAS_WORKSPACE_BYTES,
+            `${precision}, checkpointing ${checkpointing}`,
+          );
+          model.dispose();
+          engine.free(optimizer.m);
+          engine.free(optimizer.v);
+        }
+      }
+    } finally {
+      engine.dispose();
+    }
+  },
 });
 
 async function makeTokens(path: string): Promise<void> {
