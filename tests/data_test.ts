@@ -237,3 +237,12 @@ Deno.test("harpe tokenize: an existing output needs --force; unknown file types 
     assertEquals(await listDir(dir), ["a.csv", "a.md", "out.tokens"]);
   });
 });
+
+Deno.test("token file: writing a view of a larger array writes only the view", async () => {
+  await withTempDir(async (dir) => {
+    const backing = new Uint16Array([9, 9, 5, 6, 7, 9]);
+    const meta = { tokenizer: "t.json", tokenizerSha256: "ab", vocabSize: 512, eosId: 1 };
+    await writeTokenFile(`${dir}/v.tokens`, { tokens: backing.subarray(2, 5), docOffsets: [0, 3] }, meta);
+    assertEquals(Array.from((await readTokenFile(`${dir}/v.tokens`)).tokens), [5, 6, 7]);
+  });
+});

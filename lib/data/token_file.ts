@@ -46,7 +46,8 @@ export async function writeTokenFile(
   info: Omit<TokenFileInfo, "documents" | "tokens">,
 ): Promise<void> {
   const small = info.vocabSize <= U16_VOCAB_LIMIT;
-  const tokens = small ? Uint16Array.from(data.tokens) : Uint32Array.from(data.tokens);
+  const Ids = small ? Uint16Array : Uint32Array;
+  const tokens = data.tokens instanceof Ids ? data.tokens : Ids.from(data.tokens);
   const offsets = BigInt64Array.from(Array.from(data.docOffsets, (n) => BigInt(n)));
   const documents = offsets.length - 1;
   await writeSafetensors(path, [
@@ -54,7 +55,7 @@ export async function writeTokenFile(
       name: "tokens",
       dtype: small ? "U16" : "U32",
       shape: [tokens.length],
-      data: new Uint8Array(tokens.buffer),
+      data: new Uint8Array(tokens.buffer, tokens.byteOffset, tokens.byteLength),
     },
     { name: "doc_offsets", dtype: "I64", shape: [offsets.length], data: new Uint8Array(offsets.buffer) },
   ], {

@@ -3,6 +3,7 @@
 
 import { FileFormatError, PathError, UnsupportedError } from "../errors.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
+import { U16_VOCAB_LIMIT } from "./token_file.ts";
 
 const TEXT_EXTENSIONS = [".txt", ".text", ".md", ".markdown"];
 const JSONL_EXTENSIONS = [".jsonl"];
@@ -10,7 +11,8 @@ const INITIAL_CAPACITY = 1 << 16;
 
 /** Token ids of every document back to back, and the documents' start offsets ([docs+1]). */
 export interface Tokenized {
-  tokens: Uint32Array; // [N]
+  /** [N]; u16 when the tokenizer's vocabulary fits (half the memory), else u32. */
+  tokens: Uint16Array | Uint32Array;
   docOffsets: number[]; // [docs+1]
   /** Input bytes read. */
   bytes: number;
@@ -106,7 +108,8 @@ export async function tokenizeFiles(
       throw error;
     }
   }
-  let tokens = new Uint32Array(INITIAL_CAPACITY);
+  const Ids = tokenizer.vocabSize <= U16_VOCAB_LIMIT ? Uint16Array : Uint32Array;
+  let tokens: Uint16Array | Uint32Array = new Ids(INITIAL_CAPACITY);
   let count = 0;
   let bytes = 0;
   const docOffsets = [0];
@@ -114,7 +117,7 @@ export async function tokenizeFiles(
     for await (const doc of documents(path)) {
       const ids = tokenizer.encode(doc.text);
       if (count + ids.length > tokens.length) {
-        const grown = new Uint32Array(Math.max(tokens.length * 2, count + ids.length));
+        const grown = new Ids(Math.max(tokens.length * 2, count + ids.length));
         grown.set(tokens.subarray(0, count));
         tokens = grown;
       }
