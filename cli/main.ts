@@ -21,9 +21,12 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   convert: async () => (await import("./convert.ts")).convertCommand(),
 };
 
+/** Top-level options that print something without any subcommand. */
+const VERSION_FLAGS: readonly string[] = ["--version", "-V"];
+
 /**
- * The subcommands a run with `args` needs: the one named by its first argument, else all of them (for
- * the program's help, `help <command>`, or an unknown command's error).
+ * The subcommands a run with `args` needs: the one named by its first argument; none for the version;
+ * else all of them (for the program's help, `help <command>`, or an unknown command's error).
  *
  * @example
  * ```ts
@@ -32,7 +35,8 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
  */
 export function commandsFor(args: string[]): string[] {
   const first = args[0];
-  return first !== undefined && Object.hasOwn(COMMANDS, first) ? [first] : Object.keys(COMMANDS);
+  if (first !== undefined && Object.hasOwn(COMMANDS, first)) return [first];
+  return first !== undefined && VERSION_FLAGS.includes(first) ? [] : Object.keys(COMMANDS);
 }
 
 /**
@@ -49,9 +53,8 @@ export async function buildProgram(names: string[] = Object.keys(COMMANDS)): Pro
     .version(VERSION)
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
-  for (const command of await Promise.all(names.map((name) => COMMANDS[name]()))) {
-    program.addCommand(command);
-  }
+  // One at a time: measured no slower than all at once (each dynamic import prepares its own graph).
+  for (const name of names) program.addCommand(await COMMANDS[name]());
   // addCommand does not pass these down: a subcommand's usage error (e.g. a missing required option)
   // must also end in exit code 2, not commander's own exit 1.
   for (const command of program.commands) {

@@ -4,6 +4,7 @@
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { runHarpe } from "./harness.ts";
 import { buildProgram, commandsFor } from "../cli/main.ts";
+import { VERSION } from "../lib/version.ts";
 
 Deno.test("harpe --help exits 0 and lists the tool", async () => {
   const result = await runHarpe(["--help"]);
@@ -25,6 +26,8 @@ Deno.test("a run loads only the command it names; every command routes to itself
   assertEquals(commandsFor(["--help"]), all);
   assertEquals(commandsFor(["help", "inspect"]), all);
   assertEquals(commandsFor(["no-such-command"]), all);
+  assertEquals(commandsFor(["--version"]), []);
+  assertEquals(commandsFor(["-V"]), []);
   const one = await buildProgram(["inspect"]);
   assertEquals(one.commands.map((c) => c.name()), ["inspect"]);
 });
@@ -38,6 +41,8 @@ Deno.test("the help lists every command; a subcommand's help and usage errors wo
   const inspect = await runHarpe(["inspect", "--help"]);
   assertEquals(inspect.code, 0);
   assertStringIncludes(inspect.stdout, "Usage: harpe inspect");
+  const version = await runHarpe(["--version"]);
+  assertEquals([version.code, version.stdout.trim()], [0, VERSION]);
   const unknown = await runHarpe(["no-such-command"]);
   assertEquals(unknown.code, 2);
   assertStringIncludes(unknown.stderr, "unknown command");
