@@ -31,6 +31,23 @@ export type HostArray = Float32Array | Int32Array;
 /** Target value that marks a row excluded from the loss (no next token, padding). */
 export const IGNORE_INDEX = -1;
 
+/** Arguments of {@link Engine.adamw}: f32 param, m and v updated in place from grad (same size). */
+export interface AdamWArgs {
+  param: Tensor;
+  grad: Tensor;
+  m: Tensor;
+  v: Tensor;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** Counts from 1. */
+  step: number;
+  /** Multiplies grad before the update (clipping and averaging); default 1. */
+  gradScale?: number;
+}
+
 /** The op interface. One instance per device; tensors of one engine cannot be used by another. */
 export interface Engine {
   /** "cpu" or "cuda" (with the device name after a colon where useful). */
@@ -194,19 +211,5 @@ export interface Engine {
    * param -= lr * (m / (1 - b1^step) / (sqrt(v / (1 - b2^step)) + eps) + weightDecay * param)
    * (decoupled weight decay). step counts from 1.
    */
-  adamw(
-    args: {
-      param: Tensor;
-      grad: Tensor;
-      m: Tensor;
-      v: Tensor;
-      lr: number;
-      beta1: number;
-      beta2: number;
-      eps: number;
-      weightDecay: number;
-      step: number;
-      gradScale?: number;
-    },
-  ): void;
+  adamw(args: AdamWArgs): void;
 }

@@ -2,23 +2,20 @@
 // CUDA engine is tested against, and what CI and the demo train on.
 
 import { ShapeError } from "../../errors.ts";
-import { type Engine, type HostArray, IGNORE_INDEX, type Tensor, type TensorDType } from "../engine.ts";
+import {
+  type AdamWArgs,
+  type Engine,
+  type HostArray,
+  IGNORE_INDEX,
+  type Tensor,
+  type TensorDType,
+} from "../engine.ts";
 import { attentionBackward, type AttentionDims, attentionForward } from "./attention.ts";
 import { crossEntropy } from "./cross_entropy.ts";
 import * as k from "./kernels.ts";
 import { matmulF32 } from "./matmul.ts";
-import {
-  CpuTensor,
-  expectRank,
-  expectShape,
-  expectSize,
-  f32,
-  i32,
-  raw,
-  roundBf16,
-  roundOutputs,
-  shapeSize,
-} from "./tensor.ts";
+import { expectRank, expectShape, expectSize } from "../checks.ts";
+import { CpuTensor, f32, i32, raw, roundBf16, roundOutputs, shapeSize } from "./tensor.ts";
 
 /**
  * The TypeScript engine.
@@ -385,21 +382,7 @@ export class CpuEngine implements Engine {
     roundOutputs(out);
   }
 
-  adamw(
-    args: {
-      param: Tensor;
-      grad: Tensor;
-      m: Tensor;
-      v: Tensor;
-      lr: number;
-      beta1: number;
-      beta2: number;
-      eps: number;
-      weightDecay: number;
-      step: number;
-      gradScale?: number;
-    },
-  ): void {
+  adamw(args: AdamWArgs): void {
     const op = "adamw";
     for (const [name, t] of [["grad", args.grad], ["m", args.m], ["v", args.v]] as const) {
       expectSize(op, name, t, args.param.size);

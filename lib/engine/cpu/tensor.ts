@@ -73,34 +73,6 @@ export function raw(op: string, name: string, tensor: Tensor): CpuTensor {
   return cpu(op, name, tensor);
 }
 
-/** Throws a ShapeError unless `tensor` holds exactly `size` elements. */
-export function expectSize(op: string, name: string, tensor: Tensor, size: number): void {
-  if (tensor.size !== size) {
-    throw new ShapeError(`${op}: ${name} has ${tensor.size} elements, expected ${size}`, {
-      tensor: name,
-      expected: size,
-      actual: tensor.size,
-    });
-  }
-}
-
-/** Throws a ShapeError unless `tensor` has `rank` dimensions; returns its shape. */
-export function expectRank(op: string, name: string, tensor: Tensor, rank: number): readonly number[] {
-  if (tensor.shape.length !== rank) {
-    throw new ShapeError(`${op}: ${name} must have ${rank} dimensions, got [${tensor.shape.join(", ")}]`, {
-      tensor: name,
-      expected: rank,
-      actual: tensor.shape,
-    });
-  }
-  return tensor.shape;
-}
-
-/** Throws a ShapeError when `condition` is false. */
-export function expectShape(op: string, condition: boolean, message: string): void {
-  if (!condition) throw new ShapeError(`${op}: ${message}`);
-}
-
 /** Rounds an f32 value to the nearest bf16 (ties to even), kept as a number. */
 export function roundBf16(value: number): number {
   SCRATCH_F32[0] = value;

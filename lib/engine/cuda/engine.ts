@@ -4,8 +4,8 @@
 
 import { UnsupportedError } from "../../errors.ts";
 import { bf16ToF32, f32ToBf16 } from "../../safetensors/dtypes.ts";
-import type { Engine, HostArray, Tensor, TensorDType } from "../engine.ts";
-import { expectDType, expectRank, expectShape, expectSize, floatType, sameFloatType } from "./checks.ts";
+import type { AdamWArgs, Engine, HostArray, Tensor, TensorDType } from "../engine.ts";
+import { expectDType, expectRank, expectShape, expectSize, floatType, sameFloatType } from "../checks.ts";
 import { CudaDevice, type CudaDeviceOptions } from "./device.ts";
 import type { KernelArg } from "./ffi/args.ts";
 import { flashAttentionApplies, flashAttentionBackward, flashAttentionForward } from "./flash_attention.ts";
@@ -666,21 +666,7 @@ export class CudaEngine implements Engine {
     this.#grid(`sum_squares_${floatType(op, "x", t)}`, t.size, [o.pointer, t.pointer, i64(t.size)]);
   }
 
-  adamw(
-    args: {
-      param: Tensor;
-      grad: Tensor;
-      m: Tensor;
-      v: Tensor;
-      lr: number;
-      beta1: number;
-      beta2: number;
-      eps: number;
-      weightDecay: number;
-      step: number;
-      gradScale?: number;
-    },
-  ): void {
+  adamw(args: AdamWArgs): void {
     const op = "adamw";
     for (const [name, t] of [["grad", args.grad], ["m", args.m], ["v", args.v]] as const) {
       expectSize(op, name, t, args.param.size);

@@ -1,8 +1,8 @@
-// Argument checks of the CUDA engine's ops (the same rules as the CPU engine's): sizes, ranks and
+// Argument checks shared by every engine (CPU and CUDA apply the same rules): sizes, ranks and
 // dtypes, each failing with a ShapeError or UnsupportedError that names the op and the tensor.
 
-import { ShapeError, UnsupportedError } from "../../errors.ts";
-import type { Tensor, TensorDType } from "../engine.ts";
+import { ShapeError, UnsupportedError } from "../errors.ts";
+import type { Tensor, TensorDType } from "./engine.ts";
 
 /** Throws a ShapeError unless `tensor` holds exactly `size` elements. */
 export function expectSize(op: string, name: string, tensor: Tensor, size: number): void {
