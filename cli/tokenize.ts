@@ -5,16 +5,7 @@ import { loadTokenizer, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts
 import { PathError } from "../lib/errors.ts";
 import { Progress } from "../lib/util/progress.ts";
 import { printJson, runAction } from "./run_action.ts";
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
+import { pathExists } from "../lib/util/fs.ts";
 
 /** The `tokenize` command. */
 export function tokenizeCommand(): Command {
@@ -37,7 +28,7 @@ export function tokenizeCommand(): Command {
         files: string[],
         options: { tokenizer: string; output: string; force?: boolean; json?: boolean },
       ) => {
-        if (!options.force && await exists(options.output)) {
+        if (!options.force && await pathExists(options.output)) {
           throw new PathError(`Output "${options.output}" already exists`, {
             file: options.output,
             hint: "choose another path or pass --force",

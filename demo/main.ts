@@ -18,6 +18,7 @@ import { reportError } from "../cli/run_action.ts";
 import { loadModel } from "../lib/model/mod.ts";
 import { evaluateLoss, parseTrainConfig, train } from "../lib/train/mod.ts";
 import type { TokenFile } from "../lib/data/mod.ts";
+import { pathExists } from "../lib/util/fs.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const TINY = `${ROOT}fixtures/tiny`;
@@ -35,13 +36,9 @@ const BATCH = 4;
 const EVAL_BATCHES = 4;
 const LOG_EVERY = 10;
 
-async function exists(path: string): Promise<boolean> {
-  return await Deno.lstat(path).then(() => true, () => false);
-}
-
 async function prepareOutput(out: string): Promise<void> {
-  if (await exists(out)) {
-    if (!await exists(`${out}/${MARKER}`)) {
+  if (await pathExists(out)) {
+    if (!await pathExists(`${out}/${MARKER}`)) {
       throw new PathError(`"${out}" exists and was not made by the demo`, {
         file: out,
         hint: "pass another --out",

@@ -23,6 +23,7 @@ import {
 import { AdamW } from "./optimizer.ts";
 import { findLatestCheckpoint, loadRunState, type TrainerState } from "./run_checkpoint.ts";
 import { prepareModel } from "./run_model.ts";
+import { pathExists } from "../util/fs.ts";
 
 /** Settings that must not change when a run is resumed (they decide the data order and batches). */
 const RESUME_INVARIANTS = ["data", "seq_len", "batch", "grad_accum", "seed"] as const;
@@ -52,16 +53,6 @@ export interface TrainSummary {
   checkpoint: string;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
-
 function checkResumable(saved: Record<string, unknown>, config: TrainConfig): void {
   for (const key of RESUME_INVARIANTS) {
     if (saved[key] !== config[key]) {
@@ -86,7 +77,7 @@ function checkResumable(saved: Record<string, unknown>, config: TrainConfig): vo
  */
 export async function train(config: TrainConfig, options: TrainOptions = {}): Promise<TrainSummary> {
   const runDir = config.out;
-  if (!options.resume && await exists(`${runDir}/train.yaml`)) {
+  if (!options.resume && await pathExists(`${runDir}/train.yaml`)) {
     throw new PathError(`Run directory "${runDir}" already holds a run`, {
       file: runDir,
       hint: "pass --resume to continue it, or choose another out",

@@ -2,6 +2,7 @@
 // renamed into place only when complete, so a crash or a bad input never leaves half-written output.
 
 import { PathError } from "../errors.ts";
+import { pathExists } from "./fs.ts";
 
 function temporaryName(target: string): string {
   const slash = target.lastIndexOf("/");
@@ -9,16 +10,6 @@ function temporaryName(target: string): string {
   const base = slash >= 0 ? target.slice(slash + 1) : target;
   const nonce = crypto.getRandomValues(new Uint32Array(1))[0].toString(16);
   return `${dir}.${base}.tmp-${Deno.pid}-${nonce}`;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }
 
 /** Options for {@link writeDirectoryAtomically}. */
@@ -43,7 +34,7 @@ export async function writeDirectoryAtomically<T>(
   build: (temporaryDir: string) => Promise<T>,
   options: AtomicDirectoryOptions = {},
 ): Promise<T> {
-  if (!options.overwrite && await exists(target)) {
+  if (!options.overwrite && await pathExists(target)) {
     throw new PathError(`Output "${target}" already exists`, {
       file: target,
       hint: "choose another output path or pass --force to replace it",
@@ -53,7 +44,7 @@ export async function writeDirectoryAtomically<T>(
   await Deno.mkdir(temporary, { recursive: true });
   try {
     const result = await build(temporary);
-    if (await exists(target)) await Deno.remove(target, { recursive: true });
+    if (await pathExists(target)) await Deno.remove(target, { recursive: true });
     await Deno.rename(temporary, target);
     return result;
   } catch (error) {
