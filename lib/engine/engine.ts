@@ -31,6 +31,52 @@ export type HostArray = Float32Array | Int32Array;
 /** Target value that marks a row excluded from the loss (no next token, padding). */
 export const IGNORE_INDEX = -1;
 
+/** Arguments of {@link Engine.matmul}. */
+export interface MatmulArgs {
+  out: Tensor;
+  a: Tensor;
+  b: Tensor;
+  transA?: boolean;
+  transB?: boolean;
+  alpha?: number;
+  beta?: number;
+}
+
+/** Arguments of {@link Engine.rmsnormBackward}. */
+export interface RmsnormBackwardArgs {
+  dx: Tensor;
+  dweight: Tensor;
+  dout: Tensor;
+  x: Tensor;
+  weight: Tensor;
+  rstd: Tensor;
+  accumulate?: boolean;
+}
+
+/** Arguments of {@link Engine.attentionBackward}. */
+export interface AttentionBackwardArgs {
+  dq: Tensor;
+  dk: Tensor;
+  dv: Tensor;
+  dout: Tensor;
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  out: Tensor;
+  lse: Tensor;
+}
+
+/** Arguments of {@link Engine.crossEntropy}. */
+export interface CrossEntropyArgs {
+  losses: Tensor;
+  hidden: Tensor;
+  weight: Tensor;
+  targets: Tensor;
+  dhidden?: Tensor;
+  dweight?: Tensor;
+  scale?: number;
+}
+
 /** Arguments of {@link Engine.adamw}: f32 param, m and v updated in place from grad (same size). */
 export interface AdamWArgs {
   param: Tensor;
@@ -90,17 +136,7 @@ export interface Engine {
    * dx = dy W: ({out: dx, a: dy, b: W}); dW += dy^T x: ({out: dW, a: dy, b: x, transA: true, beta: 1}).
    * a and b may be 2-D views of any tensor; only the element count of the last two dims matters.
    */
-  matmul(
-    args: {
-      out: Tensor;
-      a: Tensor;
-      b: Tensor;
-      transA?: boolean;
-      transB?: boolean;
-      alpha?: number;
-      beta?: number;
-    },
-  ): void;
+  matmul(args: MatmulArgs): void;
   /** Accumulates out[N, X] += bias[X] on every row. */
   biasAdd(args: { out: Tensor; bias: Tensor }): void;
   /** Accumulates dbias[X] += sum over rows of dout[N, X]. */
@@ -122,17 +158,7 @@ export interface Engine {
    * From dout[N, X], the saved x and rstd: writes dx[N, X] (accumulates when `accumulate`, for the
    * residual stream) and accumulates dweight[X]. dx must not alias dout.
    */
-  rmsnormBackward(
-    args: {
-      dx: Tensor;
-      dweight: Tensor;
-      dout: Tensor;
-      x: Tensor;
-      weight: Tensor;
-      rstd: Tensor;
-      accumulate?: boolean;
-    },
-  ): void;
+  rmsnormBackward(args: RmsnormBackwardArgs): void;
 
   // ---- rotary position embedding (per head; HF rotate_half layout) -------------------------------
   /**
@@ -160,19 +186,7 @@ export interface Engine {
   attentionForward(args: { out: Tensor; lse: Tensor; q: Tensor; k: Tensor; v: Tensor }): void;
   /** Writes dq [B, T, H, D], dk [B, T, Hk, D], dv [B, T, Hv, D] from dout [B, T, H, D] and the forward's
    * q, k, v, out and lse. */
-  attentionBackward(
-    args: {
-      dq: Tensor;
-      dk: Tensor;
-      dv: Tensor;
-      dout: Tensor;
-      q: Tensor;
-      k: Tensor;
-      v: Tensor;
-      out: Tensor;
-      lse: Tensor;
-    },
-  ): void;
+  attentionBackward(args: AttentionBackwardArgs): void;
 
   // ---- feed-forward ------------------------------------------------------------------------------
   /** Writes out[N, F] = silu(gate) * up, silu(g) = g / (1 + exp(-g)). */
@@ -189,17 +203,7 @@ export interface Engine {
    * dweight [V, C] += scale * dloss/dweight. scale defaults to 1 (the model passes 1 / counted rows
    * so the gradients are those of the mean loss).
    */
-  crossEntropy(
-    args: {
-      losses: Tensor;
-      hidden: Tensor;
-      weight: Tensor;
-      targets: Tensor;
-      dhidden?: Tensor;
-      dweight?: Tensor;
-      scale?: number;
-    },
-  ): void;
+  crossEntropy(args: CrossEntropyArgs): void;
 
   // ---- optimizer ---------------------------------------------------------------------------------
   /** Writes out f32 [1] = sum of x^2 over every element (accumulates when `accumulate`). The gradient

@@ -4,9 +4,13 @@
 import { ShapeError } from "../../errors.ts";
 import {
   type AdamWArgs,
+  type AttentionBackwardArgs,
+  type CrossEntropyArgs,
   type Engine,
   type HostArray,
   IGNORE_INDEX,
+  type MatmulArgs,
+  type RmsnormBackwardArgs,
   type Tensor,
   type TensorDType,
 } from "../engine.ts";
@@ -106,17 +110,7 @@ export class CpuEngine implements Engine {
     roundOutputs(x);
   }
 
-  matmul(
-    args: {
-      out: Tensor;
-      a: Tensor;
-      b: Tensor;
-      transA?: boolean;
-      transB?: boolean;
-      alpha?: number;
-      beta?: number;
-    },
-  ): void {
+  matmul(args: MatmulArgs): void {
     const transA = args.transA ?? false, transB = args.transB ?? false;
     const [ar, ac] = matrixDims("a", args.a), [br, bc] = matrixDims("b", args.b);
     const m = transA ? ac : ar, p = transA ? ar : ac;
@@ -189,17 +183,7 @@ export class CpuEngine implements Engine {
     roundOutputs(args.out, args.rstd);
   }
 
-  rmsnormBackward(
-    args: {
-      dx: Tensor;
-      dweight: Tensor;
-      dout: Tensor;
-      x: Tensor;
-      weight: Tensor;
-      rstd: Tensor;
-      accumulate?: boolean;
-    },
-  ): void {
+  rmsnormBackward(args: RmsnormBackwardArgs): void {
     const op = "rmsnormBackward";
     this.#normRows(op, args.x, args.weight, args.rstd);
     expectSize(op, "dx", args.dx, args.x.size);
@@ -267,19 +251,7 @@ export class CpuEngine implements Engine {
     roundOutputs(out, lse);
   }
 
-  attentionBackward(
-    args: {
-      dq: Tensor;
-      dk: Tensor;
-      dv: Tensor;
-      dout: Tensor;
-      q: Tensor;
-      k: Tensor;
-      v: Tensor;
-      out: Tensor;
-      lse: Tensor;
-    },
-  ): void {
+  attentionBackward(args: AttentionBackwardArgs): void {
     const op = "attentionBackward";
     const dims = attentionDims(op, args.q, args.k, args.v);
     for (
@@ -332,17 +304,7 @@ export class CpuEngine implements Engine {
     roundOutputs(dgate, dup);
   }
 
-  crossEntropy(
-    args: {
-      losses: Tensor;
-      hidden: Tensor;
-      weight: Tensor;
-      targets: Tensor;
-      dhidden?: Tensor;
-      dweight?: Tensor;
-      scale?: number;
-    },
-  ): void {
+  crossEntropy(args: CrossEntropyArgs): void {
     const op = "crossEntropy";
     const [v, c] = expectRank(op, "weight", args.weight, 2);
     const n = args.targets.size;

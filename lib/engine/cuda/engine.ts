@@ -4,7 +4,17 @@
 
 import { UnsupportedError } from "../../errors.ts";
 import { bf16ToF32, f32ToBf16 } from "../../safetensors/dtypes.ts";
-import type { AdamWArgs, Engine, HostArray, Tensor, TensorDType } from "../engine.ts";
+import type {
+  AdamWArgs,
+  AttentionBackwardArgs,
+  CrossEntropyArgs,
+  Engine,
+  HostArray,
+  MatmulArgs,
+  RmsnormBackwardArgs,
+  Tensor,
+  TensorDType,
+} from "../engine.ts";
 import { expectDType, expectRank, expectShape, expectSize, floatType, sameFloatType } from "../checks.ts";
 import { CudaDevice, type CudaDeviceOptions } from "./device.ts";
 import type { KernelArg } from "./ffi/args.ts";
@@ -224,17 +234,7 @@ export class CudaEngine implements Engine {
 
   // ---- linear algebra ----------------------------------------------------------------------------
 
-  matmul(
-    args: {
-      out: Tensor;
-      a: Tensor;
-      b: Tensor;
-      transA?: boolean;
-      transB?: boolean;
-      alpha?: number;
-      beta?: number;
-    },
-  ): void {
+  matmul(args: MatmulArgs): void {
     const op = "matmul";
     const transA = args.transA ?? false, transB = args.transB ?? false;
     const o = this.#t(op, "out", args.out), a = this.#t(op, "a", args.a), b = this.#t(op, "b", args.b);
@@ -342,17 +342,7 @@ export class CudaEngine implements Engine {
     ]);
   }
 
-  rmsnormBackward(
-    args: {
-      dx: Tensor;
-      dweight: Tensor;
-      dout: Tensor;
-      x: Tensor;
-      weight: Tensor;
-      rstd: Tensor;
-      accumulate?: boolean;
-    },
-  ): void {
+  rmsnormBackward(args: RmsnormBackwardArgs): void {
     const op = "rmsnormBackward";
     const rows = this.#normRows(op, args.x, args.weight, args.rstd);
     expectSize(op, "dx", args.dx, args.x.size);
@@ -458,19 +448,7 @@ export class CudaEngine implements Engine {
     ]);
   }
 
-  attentionBackward(
-    args: {
-      dq: Tensor;
-      dk: Tensor;
-      dv: Tensor;
-      dout: Tensor;
-      q: Tensor;
-      k: Tensor;
-      v: Tensor;
-      out: Tensor;
-      lse: Tensor;
-    },
-  ): void {
+  attentionBackward(args: AttentionBackwardArgs): void {
     const op = "attentionBackward";
     const dims = attentionDims(op, args.q, args.k, args.v);
     expectSize(op, "dq", args.dq, args.q.size);
@@ -565,17 +543,7 @@ export class CudaEngine implements Engine {
 
   // ---- loss --------------------------------------------------------------------------------------
 
-  crossEntropy(
-    args: {
-      losses: Tensor;
-      hidden: Tensor;
-      weight: Tensor;
-      targets: Tensor;
-      dhidden?: Tensor;
-      dweight?: Tensor;
-      scale?: number;
-    },
-  ): void {
+  crossEntropy(args: CrossEntropyArgs): void {
     const op = "crossEntropy";
     const [v, c] = expectRank(op, "weight", args.weight, 2);
     const n = args.targets.size;
