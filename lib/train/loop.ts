@@ -1,9 +1,13 @@
 // The training loop: gradient accumulation over micro-batches, the non-finite guard, global-norm
 // clipping, AdamW with the LR schedule, log.jsonl, the progress line, and checkpoints every N steps.
+// With a communicator, each rank trains on its share of the global batch and the gradients are
+// averaged over ranks before clipping (lib/distributed/data_parallel.ts); rank 0 alone writes.
 
 import type { Engine, Tensor } from "../engine/engine.ts";
 import type { ParameterLayout } from "../model/layout.ts";
 import type { PackedLoader } from "../data/loader.ts";
+import type { Communicator } from "../distributed/communicator.ts";
+import { averageOverRanks, rankMicroBatches, rankShare } from "../distributed/data_parallel.ts";
 import { Progress } from "../util/progress.ts";
 import type { TrainConfig } from "./config.ts";
 import type { LogRecord, TrainLog } from "./log.ts";
@@ -42,7 +46,10 @@ export interface LoopContext {
   /** The state to continue from (step 0 for a new run). */
   state: TrainerState;
   optimizer: AdamW;
-  log: TrainLog;
+  /** log.jsonl (on rank 0 only; other ranks pass none). */
+  log?: TrainLog;
+  /** Data-parallel group this process is one rank of (none: train alone). */
+  communicator?: Communicator;
   /** Folder whose tokenizer and generation files are copied into each checkpoint. */
   copyFilesFrom?: string;
   /** Draw the progress line (default: when stderr is a terminal). */
@@ -69,6 +76,10 @@ export async function runTraining(
   const state: TrainerState = { ...ctx.state };
   const accum = config.grad_accum;
   const tokensPerStep = config.batch * config.seq_len * accum;
+  const comm = ctx.communicator;
+  const lead = !comm || comm.rank === 0;
+  const share = rankShare({ batch: config.batch, gradAccum: accum }, comm ?? { rank: 0, worldSize: 1 });
+  const lossScratch = comm ? model.engine.alloc([1]) : null;
   const schedule = {
     lr: config.optimizer.lr,
     warmup: config.schedule.warmup,
@@ -78,17 +89,26 @@ export async function runTraining(
   };
   const startStep = state.step;
   const label = startStep > 0 ? `train (from step ${startStep})` : "train";
-  const progress = new Progress(label, config.steps - startStep, { unit: "steps", enabled: ctx.progress });
+  const progress = new Progress(label, config.steps - startStep, {
+    unit: "steps",
+    enabled: lead ? ctx.progress : false,
+  });
   while (state.step < config.steps) {
     const step = state.step + 1;
     const started = performance.now();
     model.zeroGrads();
     let lossSum = 0;
-    for (let micro = 0; micro < accum; micro++) {
-      const { inputs, targets } = loader.next();
-      lossSum += await model.forwardBackward(inputs, targets, { batch: config.batch, gradScale: 1 / accum });
+    const batches = Array.from({ length: accum }, () => loader.next());
+    for (const { inputs, targets } of rankMicroBatches(batches, share, config.seq_len)) {
+      lossSum += await model.forwardBackward(inputs, targets, {
+        batch: share.microBatch,
+        gradScale: 1 / share.microSteps,
+      });
     }
-    const loss = lossSum / accum;
+    const localLoss = lossSum / share.microSteps;
+    const loss = comm && lossScratch
+      ? await averageOverRanks(comm, model.engine, { grads: model.grads, scratch: lossScratch, localLoss })
+      : localLoss;
     const gradNorm = await ctx.optimizer.gradNorm();
     const lr = learningRate(step, schedule);
     const finite = Number.isFinite(loss) && Number.isFinite(gradNorm);
@@ -117,7 +137,7 @@ export async function runTraining(
       skipped: !finite,
       skipped_total: state.skipped,
     };
-    await ctx.log.append(record);
+    await ctx.log?.append(record);
     ctx.onStep?.(record);
     progress.set(
       step - startStep,
@@ -132,7 +152,7 @@ export async function runTraining(
         step,
       );
     }
-    if (step % config.checkpoint.every === 0 || step === config.steps) {
+    if (lead && (step % config.checkpoint.every === 0 || step === config.steps)) {
       await saveRunCheckpoint(ctx.runDir, {
         model: {
           engine: model.engine,
@@ -147,5 +167,6 @@ export async function runTraining(
     }
   }
   progress.finish();
+  if (lossScratch) model.engine.free(lossScratch);
   return state;
 }

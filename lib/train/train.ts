@@ -6,6 +6,9 @@ import { readConfig } from "../checkpoint/config.ts";
 import { parseSize } from "../checkpoint/size.ts";
 import { PackedLoader } from "../data/loader.ts";
 import { readTokenFile } from "../data/token_file.ts";
+import type { Communicator } from "../distributed/communicator.ts";
+import { rankShare } from "../distributed/data_parallel.ts";
+import type { Engine } from "../engine/engine.ts";
 import { openEngine } from "../engine/open.ts";
 import { ConfigError, PathError, ShapeError } from "../errors.ts";
 import { loadModel } from "../model/load.ts";
@@ -39,6 +42,10 @@ export interface TrainOptions {
   /** Called with the memory estimate and what the device offers, before the model is loaded (and before
    * a run that cannot fit is refused). */
   onMemoryEstimate?: (estimate: MemoryEstimate, capacity: MemoryCapacity) => void;
+  /** Train as rank `rank` of `worldSize` data-parallel processes; `connect` makes this rank's
+   * communicator once the engine is open (e.g. NcclCommunicator.create). Rank 0 alone writes the run
+   * directory; every rank must call `train` with the same config. */
+  distributed?: { rank: number; worldSize: number; connect: (engine: Engine) => Promise<Communicator> };
 }
 
 /** What a training run did. */
@@ -77,7 +84,10 @@ function checkResumable(saved: Record<string, unknown>, config: TrainConfig): vo
  */
 export async function train(config: TrainConfig, options: TrainOptions = {}): Promise<TrainSummary> {
   const runDir = config.out;
-  if (!options.resume && await pathExists(`${runDir}/train.yaml`)) {
+  const distributed = options.distributed;
+  const lead = !distributed || distributed.rank === 0;
+  if (distributed) rankShare({ batch: config.batch, gradAccum: config.grad_accum }, distributed);
+  if (lead && !options.resume && await pathExists(`${runDir}/train.yaml`)) {
     throw new PathError(`Run directory "${runDir}" already holds a run`, {
       file: runDir,
       hint: "pass --resume to continue it, or choose another out",
@@ -88,9 +98,11 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     ? undefined
     : parseSize(String(config.memory_limit), { field: "memory_limit" });
   const data = await readTokenFile(config.data);
-  const modelDir = await prepareModel(config);
   const engine = await openEngine(config.device);
+  let communicator: Communicator | undefined;
   try {
+    communicator = await distributed?.connect(engine);
+    const modelDir = await prepareModelOnRanks(config, communicator);
     const memoryRun = {
       seqLen: config.seq_len,
       batch: config.batch,
@@ -130,6 +142,9 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       optimizer.load(saved.optimizer);
       state = { ...saved.state, config };
     }
+    if (communicator) {
+      for (const tensor of [model.params, optimizer.m, optimizer.v]) await communicator.broadcast(tensor);
+    }
     const loaderOptions = {
       seqLen: config.seq_len,
       batch: config.batch,
@@ -139,19 +154,25 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     const loader = new PackedLoader(data, loaderOptions, state?.loader);
     const start: TrainerState = state ??
       { step: 0, updates: 0, tokens: 0, skipped: 0, badStepsInRow: 0, loader: loader.cursor(), config };
-    await Deno.mkdir(runDir, { recursive: true });
-    await writeTextFileAtomically(`${runDir}/train.yaml`, toYaml(config));
-    const log = await TrainLog.open(`${runDir}/log.jsonl`, { keepThroughStep: start.step });
+    let log: TrainLog | undefined;
+    if (lead) {
+      await Deno.mkdir(runDir, { recursive: true });
+      await writeTextFileAtomically(`${runDir}/train.yaml`, toYaml(config));
+      log = await TrainLog.open(`${runDir}/log.jsonl`, { keepThroughStep: start.step });
+    }
     const final = await runTraining(model, loader, {
       config,
       runDir,
       state: start,
       optimizer,
       log,
+      communicator,
       copyFilesFrom: modelDir,
       progress: options.progress,
       onStep: options.onStep,
     });
+    communicator?.destroy();
+    communicator = undefined;
     return {
       runDir,
       startStep: start.step,
@@ -160,7 +181,23 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       tokens: final.tokens,
       checkpoint: `${runDir}/checkpoints/step-${final.step}`,
     };
+  } catch (error) {
+    communicator?.abort();
+    throw error;
   } finally {
     engine.dispose();
   }
+}
+
+/** The model directory on every rank: rank 0 prepares it (converting with the plan) while the others
+ * wait, then they find it ready. */
+async function prepareModelOnRanks(config: TrainConfig, communicator?: Communicator): Promise<string> {
+  if (!communicator) return await prepareModel(config);
+  if (communicator.rank === 0) {
+    const dir = await prepareModel(config);
+    await communicator.barrier();
+    return dir;
+  }
+  await communicator.barrier();
+  return await prepareModel(config);
 }

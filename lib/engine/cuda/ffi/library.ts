@@ -17,7 +17,17 @@ export const CUDA_LIBRARY_NAMES = {
   driver: ["libcuda.so.1", "libcuda.so"],
   nvrtc: ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"],
   cublasLt: ["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"],
+  nccl: ["libnccl.so.2", "libnccl.so"],
 } as const;
+
+/** What to do when a library is missing, per library (the driver's absence means no GPU at all). */
+const MISSING_HINTS: Record<CudaLibrary, string> = {
+  driver: "this machine has no NVIDIA driver; use --device cpu",
+  nvrtc: "install the CUDA 13 runtime libraries or pass --cuda-lib-dir <folder holding them>",
+  cublasLt: "install the CUDA 13 runtime libraries or pass --cuda-lib-dir <folder holding them>",
+  nccl:
+    "install NCCL 2 (libnccl.so.2, needed for training on several GPUs) or pass --cuda-lib-dir <folder holding it>",
+};
 
 /** Which library of the CUDA stack. */
 export type CudaLibrary = keyof typeof CUDA_LIBRARY_NAMES;
@@ -61,9 +71,7 @@ export function openCudaLibrary<S extends Deno.ForeignLibraryInterface>(
     } and the loader path; last error: ${errors.slice(-1)[0]})`,
     {
       actual: errors.slice(-1)[0],
-      hint: library === "driver"
-        ? "this machine has no NVIDIA driver; use --device cpu"
-        : "install the CUDA 13 runtime libraries or pass --cuda-lib-dir <folder holding them>",
+      hint: MISSING_HINTS[library],
     },
   );
 }
