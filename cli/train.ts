@@ -3,6 +3,7 @@
 import { Command } from "commander";
 import { formatMemoryEstimate, loadTrainConfig, train, TrainingDivergedError } from "../lib/train/mod.ts";
 import { EXIT_FAILURE, printJson, runAction } from "./run_action.ts";
+import { launchRanks, rankOptions } from "./train_ranks.ts";
 
 interface TrainFlags {
   config: string;
@@ -21,6 +22,10 @@ interface TrainFlags {
   checkpointEvery?: string;
   activationCheckpointing?: boolean;
   memoryLimit?: string;
+  gpus?: string;
+  rank?: string;
+  worldSize?: string;
+  rendezvous?: string;
 }
 
 const number = (value: string | undefined) => (value === undefined ? undefined : Number(value));
@@ -52,6 +57,13 @@ export function trainCommand(): Command {
       "--memory-limit <size>",
       "override memory_limit: refuse when the estimate exceeds it (e.g. 60GiB)",
     )
+    .option("--gpus <n>", "train on n GPUs of this host: start and supervise one rank process per GPU")
+    .option(
+      "--rank <i>",
+      "run as rank i of a data-parallel group started by your launcher (README, Several GPUs)",
+    )
+    .option("--world-size <n>", "number of ranks in the group (with --rank)")
+    .option("--rendezvous <where>", "where the ranks meet: file:<path> or tcp://<host>:<port> (with --rank)")
     .option("--json", "print the summary as JSON")
     .action(runAction("train", async (flags: TrainFlags) => {
       const config = await loadTrainConfig(flags.config, {
@@ -72,10 +84,18 @@ export function trainCommand(): Command {
           memory_limit: flags.memoryLimit,
         },
       });
+      const distributed = rankOptions(flags, config);
+      if (flags.gpus !== undefined && Number(flags.gpus) !== 1) {
+        const failure = await launchRanks(config, { gpus: flags.gpus, args: Deno.args, json: flags.json });
+        if (failure === null) return;
+        console.error(`harpe train: ${failure}`);
+        Deno.exit(EXIT_FAILURE);
+      }
       let last: { step: number; loss: number | null } | undefined;
       try {
         const summary = await train(config, {
           resume: flags.resume,
+          distributed,
           onStep: (r) => (last = { step: r.step, loss: r.loss }),
           onMemoryEstimate: (estimate, capacity) =>
             console.error(formatMemoryEstimate(estimate, { capacity })),

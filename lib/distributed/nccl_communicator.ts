@@ -2,17 +2,11 @@
 // after rank 0's unique id went round through the rendezvous.
 
 import { CudaEngine, type CudaTensor } from "../engine/cuda/engine.ts";
-import { Nccl, NCCL_UNIQUE_ID_BYTES, type NcclDType } from "../engine/cuda/ffi/nccl.ts";
+import { Nccl, NCCL_MULTICAST_OFF, NCCL_UNIQUE_ID_BYTES, type NcclDType } from "../engine/cuda/ffi/nccl.ts";
 import type { Engine, Tensor } from "../engine/engine.ts";
 import { UnsupportedError } from "../errors.ts";
 import type { Communicator } from "./communicator.ts";
 import { exchangeId, removeRendezvousFile, type Rendezvous } from "./rendezvous.ts";
-
-/**
- * NVLink SHARP (multicast) stays off in every rank: the device tool's notes say multicast can take a
- * shared host's GPUs out of service. NCCL reads this variable of its own when a communicator is made.
- */
-export const NCCL_MULTICAST_OFF = { NCCL_NVLS_ENABLE: "0" } as const;
 
 /** Options of {@link NcclCommunicator.create}. */
 export interface NcclCommunicatorOptions {
@@ -57,6 +51,7 @@ export class NcclCommunicator implements Communicator {
         },
       );
     }
+    // Also for ranks that another launcher started (harpe's own sets it in their environment).
     for (const [name, value] of Object.entries(NCCL_MULTICAST_OFF)) Deno.env.set(name, value);
     const nccl = Nccl.open({ libDir: options.libDir });
     const id = await exchangeId(options.rendezvous, {

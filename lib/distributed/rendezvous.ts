@@ -209,8 +209,12 @@ async function fetchTcp(
       if (read === id.length) return id;
       lastError = `connection closed after ${read} of ${options.bytes} bytes`;
     } catch (error) {
-      if (!(error instanceof Deno.errors.ConnectionRefused)) lastError = (error as Error).message;
-      else lastError = "connection refused (rank 0 not listening yet)";
+      if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+        throw error;
+      }
+      lastError = error instanceof Deno.errors.ConnectionRefused
+        ? "connection refused (rank 0 not listening yet)"
+        : (error as Error).message;
     } finally {
       connection?.close();
     }

@@ -8,6 +8,13 @@ import { openCudaLibrary } from "./library.ts";
 const H = "usize" as const; // an opaque handle (ncclComm_t, cudaStream_t) as a bigint
 const P = "u64" as const; // a device pointer
 
+/**
+ * The environment every rank gets: NVLink SHARP (multicast) stays off, because the device tool's notes
+ * say multicast can take a shared host's GPUs out of service. NCCL_NVLS_ENABLE is NCCL's own variable,
+ * read by NCCL when a communicator is made; it is not harpe configuration.
+ */
+export const NCCL_MULTICAST_OFF: Readonly<Record<string, string>> = { NCCL_NVLS_ENABLE: "0" };
+
 /** Bytes of an ncclUniqueId (NCCL_UNIQUE_ID_BYTES), passed by value to ncclCommInitRank. */
 export const NCCL_UNIQUE_ID_BYTES = 128;
 const UNIQUE_ID_STRUCT = { struct: Array.from({ length: NCCL_UNIQUE_ID_BYTES }, () => "u8" as const) };
