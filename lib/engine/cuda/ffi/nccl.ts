@@ -24,7 +24,8 @@ const SYMBOLS = {
   ncclGetErrorString: { parameters: ["i32"], result: "pointer" },
   ncclGetUniqueId: { parameters: ["buffer"], result: "i32" },
   // Blocks until every rank has joined: run off the main thread so the event loop (signals, timers)
-  // keeps going meanwhile.
+  // keeps going meanwhile. On that thread NCCL finds CUDA device 0's primary context, the one the
+  // engine uses: each rank process sees one GPU (CUDA_VISIBLE_DEVICES).
   ncclCommInitRank: {
     parameters: ["buffer", "i32", UNIQUE_ID_STRUCT, "i32"],
     result: "i32",
