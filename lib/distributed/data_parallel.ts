@@ -8,7 +8,7 @@
 // gcd(batch, G/N) sequences (never more than `batch`, the micro-batch the memory was sized for).
 // Each rank averages its micro-batch losses and gradients; the all-reduce sums over ranks and the
 // result is scaled by 1/N, in f32: the mean over the same G sequences a single rank computes, up to the
-// order of the float additions.
+// order of the float additions (or, with train.yaml grad_reduce_dtype: bf16, up to bf16 rounding).
 
 import type { Engine, Tensor } from "../engine/engine.ts";
 import { ConfigError } from "../errors.ts";
@@ -105,7 +105,9 @@ export function rankMicroBatches(
 
 /**
  * Averages gradients over ranks: all-reduce (sum) of `grads`, then scale by 1/worldSize, in f32.
- * Returns the mean over ranks of `localLoss` (through the one-element f32 tensor `scratch`).
+ * With `wire` (a bf16 tensor of the gradients' size) the sum travels in bf16: grads are rounded into
+ * it, summed there, and widened back before the f32 scaling. Returns the mean over ranks of
+ * `localLoss` (through the one-element f32 tensor `scratch`).
  *
  * @example
  * ```ts
@@ -115,10 +117,16 @@ export function rankMicroBatches(
 export async function averageOverRanks(
   communicator: Communicator,
   engine: Engine,
-  parts: { grads: Tensor; scratch: Tensor; localLoss: number },
+  parts: { grads: Tensor; scratch: Tensor; localLoss: number; wire?: Tensor },
 ): Promise<number> {
   const inverse = 1 / communicator.worldSize;
-  await communicator.allReduceSum(parts.grads);
+  if (parts.wire) {
+    engine.copy({ out: parts.wire, x: parts.grads });
+    await communicator.allReduceSum(parts.wire);
+    engine.copy({ out: parts.grads, x: parts.wire });
+  } else {
+    await communicator.allReduceSum(parts.grads);
+  }
   engine.scale({ x: parts.grads, alpha: inverse });
   engine.upload(parts.scratch, new Float32Array([parts.localLoss]));
   await communicator.allReduceSum(parts.scratch);

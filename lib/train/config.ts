@@ -68,6 +68,9 @@ export const trainConfigSchema = z.strictObject({
    * device's free memory. */
   memory_limit: z.union([positiveInt, z.string()], described("a size such as 60GiB")).optional(),
   max_bad_steps_in_row: positiveInt.default(DEFAULT_MAX_BAD_STEPS),
+  /** Element type of the gradient all-reduce on several GPUs: f32 (default), or bf16 (half the
+   * traffic; each rank's gradients are rounded to bf16 before the sum). */
+  grad_reduce_dtype: z.enum(["f32", "bf16"], described("f32 or bf16")).default("f32"),
 }, described("a mapping")).check((ctx) => {
   const { steps, tokens } = ctx.value;
   if ((steps === undefined) === (tokens === undefined)) {

@@ -80,6 +80,9 @@ export async function runTraining(
   const lead = !comm || comm.rank === 0;
   const share = rankShare({ batch: config.batch, gradAccum: accum }, comm ?? { rank: 0, worldSize: 1 });
   const lossScratch = comm ? model.engine.alloc([1]) : null;
+  const wire = comm && config.grad_reduce_dtype === "bf16"
+    ? model.engine.alloc([model.grads.size], "bf16")
+    : undefined;
   const schedule = {
     lr: config.optimizer.lr,
     warmup: config.schedule.warmup,
@@ -107,7 +110,12 @@ export async function runTraining(
     }
     const localLoss = lossSum / share.microSteps;
     const loss = comm && lossScratch
-      ? await averageOverRanks(comm, model.engine, { grads: model.grads, scratch: lossScratch, localLoss })
+      ? await averageOverRanks(comm, model.engine, {
+        grads: model.grads,
+        scratch: lossScratch,
+        localLoss,
+        wire,
+      })
       : localLoss;
     const gradNorm = await ctx.optimizer.gradNorm();
     const lr = learningRate(step, schedule);
@@ -167,6 +175,6 @@ export async function runTraining(
     }
   }
   progress.finish();
-  if (lossScratch) model.engine.free(lossScratch);
+  for (const t of [lossScratch, wire]) if (t) model.engine.free(t);
   return state;
 }
