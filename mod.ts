@@ -9,6 +9,7 @@ export * from "./lib/engine/mod.ts";
 export * from "./lib/model/mod.ts";
 export * from "./lib/data/mod.ts";
 export * from "./lib/train/mod.ts";
+export * from "./lib/distributed/mod.ts";
 export * from "./lib/eval/mod.ts";
 export * from "./lib/harpe/mod.ts";
 export * from "./lib/plot/mod.ts";
