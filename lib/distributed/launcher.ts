@@ -80,11 +80,18 @@ export async function superviseRanks(
   const running = new Set<Deno.ChildProcess>();
   let stopTimer: ReturnType<typeof setTimeout> | undefined;
 
+  const signalAll = (signal: Deno.Signal) => {
+    for (const child of running) {
+      try {
+        child.kill(signal);
+      } catch {
+        // It exited meanwhile (its status is on the way).
+      }
+    }
+  };
   const stopAll = () => {
-    for (const child of running) child.kill("SIGTERM");
-    stopTimer ??= setTimeout(() => {
-      for (const child of running) child.kill("SIGKILL");
-    }, graceMs);
+    signalAll("SIGTERM");
+    stopTimer ??= setTimeout(() => signalAll("SIGKILL"), graceMs);
   };
   const onSignal = () => {
     failure ??= { ok: false, rank: -1, code: 1, signal: null, error: "the launcher was interrupted" };

@@ -182,7 +182,11 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       checkpoint: `${runDir}/checkpoints/step-${final.step}`,
     };
   } catch (error) {
-    communicator?.abort();
+    try {
+      communicator?.abort();
+    } catch {
+      // The original error is the one to report; the group is torn down with this process anyway.
+    }
     throw error;
   } finally {
     engine.dispose();
