@@ -5,7 +5,7 @@ import { loadTokenizer, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts
 import { PathError } from "../lib/errors.ts";
 import { Progress } from "../lib/util/progress.ts";
 import { printJson, runAction } from "./run_action.ts";
-import { pathExists } from "../lib/util/fs.ts";
+import { pathExists } from "../lib/util/files.ts";
 
 /** The `tokenize` command. */
 export function tokenizeCommand(): Command {

@@ -18,7 +18,7 @@ import { reportError } from "../cli/run_action.ts";
 import { loadModel } from "../lib/model/mod.ts";
 import { evaluateLoss, parseTrainConfig, train } from "../lib/train/mod.ts";
 import type { TokenFile } from "../lib/data/mod.ts";
-import { pathExists } from "../lib/util/fs.ts";
+import { pathExists } from "../lib/util/files.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const TINY = `${ROOT}fixtures/tiny`;

@@ -26,7 +26,7 @@ import {
 import { AdamW } from "./optimizer.ts";
 import { findLatestCheckpoint, loadRunState, type TrainerState } from "./run_checkpoint.ts";
 import { prepareModel } from "./run_model.ts";
-import { pathExists } from "../util/fs.ts";
+import { pathExists } from "../util/files.ts";
 
 /** Settings that must not change when a run is resumed (they decide the data order and batches). */
 const RESUME_INVARIANTS = ["data", "seq_len", "batch", "grad_accum", "seed"] as const;

@@ -2,7 +2,7 @@
 // renamed into place only when complete, so a crash or a bad input never leaves half-written output.
 
 import { PathError } from "../errors.ts";
-import { pathExists } from "./fs.ts";
+import { pathExists } from "./files.ts";
 
 function temporaryName(target: string): string {
   const slash = target.lastIndexOf("/");

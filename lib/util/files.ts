@@ -1,7 +1,25 @@
-// Small file reads and queries shared by the modules that read checkpoints: whether a path is a file,
-// and a JSON file that must hold an object, each failing with a typed error that names the file.
+// Small file reads and queries shared across the project: whether a path exists or is a file, and a
+// JSON file that must hold an object, each failing with a typed error that names the file.
 
 import { FileFormatError, PathError } from "../errors.ts";
+
+/**
+ * True when something (file, directory or link) exists at `path`; other errors are thrown.
+ *
+ * @example
+ * ```ts
+ * if (await pathExists("out/model")) console.log("already there");
+ * ```
+ */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
 
 /**
  * True when `path` is a regular file; false when nothing is there or it is something else.
