@@ -13,3 +13,4 @@ export * from "./lib/distributed/mod.ts";
 export * from "./lib/eval/mod.ts";
 export * from "./lib/harpe/mod.ts";
 export * from "./lib/plot/mod.ts";
+export { sha256Hex } from "./lib/util/hash.ts";

@@ -5,7 +5,7 @@
 import { Command } from "commander";
 import { readConfig } from "../lib/checkpoint/mod.ts";
 import { ConfigError } from "../lib/errors.ts";
-import { convertCheckpoint, hashConfigBytes, makePlan, type Plan, readPlan } from "../lib/harpe/mod.ts";
+import { convertCheckpoint, makePlan, type Plan, readPlan } from "../lib/harpe/mod.ts";
 import { parseLength } from "../lib/util/length.ts";
 import { printJson, runAction } from "./run_action.ts";
 import {
@@ -15,6 +15,7 @@ import {
   parseScheduleFlags,
   type ScheduleFlags,
 } from "./schedule_options.ts";
+import { sha256Hex } from "../lib/util/hash.ts";
 
 interface ConvertFlags extends ScheduleFlags {
   plan?: string;
@@ -57,7 +58,7 @@ async function resolvePlan(checkpoint: string, flags: ConvertFlags): Promise<Pla
   }
   const { schedule, granularity, parameters } = parseScheduleFlags(flags);
   const config = await readConfig(checkpoint);
-  const configSha256 = await hashConfigBytes(await Deno.readFile(await configFile(checkpoint)));
+  const configSha256 = await sha256Hex(await Deno.readFile(await configFile(checkpoint)));
   return makePlan(config, {
     schedule,
     granularity,

@@ -6,7 +6,6 @@ import { Command } from "commander";
 import { readConfig } from "../lib/checkpoint/mod.ts";
 import type { ModelConfig } from "../lib/checkpoint/model_config.ts";
 import {
-  hashConfigBytes,
   lowestWavelength,
   makePlan,
   type Plan,
@@ -25,6 +24,7 @@ import {
   parseScheduleFlags,
   type ScheduleFlags,
 } from "./schedule_options.ts";
+import { sha256Hex } from "../lib/util/hash.ts";
 
 /** Points per waveform in the plot (log-spaced from 1 to the target length). */
 const PLOT_POINTS = 400;
@@ -91,7 +91,7 @@ export function planCommand(): Command {
     const { schedule, granularity, parameters } = parseScheduleFlags(flags);
     if (flags.plot) plotFormat(flags.plot);
     const config = await readConfig(path);
-    const configSha256 = await hashConfigBytes(await Deno.readFile(await configFile(path)));
+    const configSha256 = await sha256Hex(await Deno.readFile(await configFile(path)));
     const plan = makePlan(config, {
       schedule,
       granularity,

@@ -4,13 +4,7 @@
 
 import { Command } from "commander";
 import { exportCheckpoint, readConfig } from "../lib/checkpoint/mod.ts";
-import {
-  convertCheckpoint,
-  hashConfigBytes,
-  makePlan,
-  type ScheduleName,
-  stringifyPlan,
-} from "../lib/harpe/mod.ts";
+import { convertCheckpoint, makePlan, type ScheduleName, stringifyPlan } from "../lib/harpe/mod.ts";
 import { loadTokenizer, readTokenFile, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts";
 import { openEngine } from "../lib/engine/open.ts";
 import { PathError } from "../lib/errors.ts";
@@ -19,6 +13,7 @@ import { loadModel } from "../lib/model/mod.ts";
 import { evaluateLoss, parseTrainConfig, train } from "../lib/train/mod.ts";
 import type { TokenFile } from "../lib/data/mod.ts";
 import { pathExists } from "../lib/util/files.ts";
+import { sha256Hex } from "../lib/util/hash.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const TINY = `${ROOT}fixtures/tiny`;
@@ -108,7 +103,7 @@ async function main(options: { out: string; steps: number }): Promise<void> {
     schedule: SCHEDULE,
     targetLength: seqLen,
     checkpoint: TINY,
-    configSha256: await hashConfigBytes(await Deno.readFile(`${TINY}/config.json`)),
+    configSha256: await sha256Hex(await Deno.readFile(`${TINY}/config.json`)),
   });
   await Deno.writeTextFile(`${out}/plan.yaml`, stringifyPlan(plan));
   const converted = `${out}/model-harpe`;

@@ -5,14 +5,8 @@
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { listDir, PROJECT_ROOT, runHarpe, withTempDir } from "./harness.ts";
 import { parseConfig, readConfig } from "../lib/checkpoint/mod.ts";
-import {
-  convertCheckpoint,
-  hashConfigBytes,
-  makePlan,
-  type Plan,
-  readPlan,
-  stringifyPlan,
-} from "../lib/harpe/mod.ts";
+import { convertCheckpoint, makePlan, type Plan, readPlan, stringifyPlan } from "../lib/harpe/mod.ts";
+import { sha256Hex } from "../lib/util/hash.ts";
 
 const GOLDEN = ["llama_mha", "llama_gqa_tied_bf16_sharded"];
 const goldenDir = (name: string) => `${PROJECT_ROOT}fixtures/golden/${name}/checkpoint`;
@@ -29,7 +23,7 @@ function without(raw: Record<string, unknown>, keys: string[]): Record<string, u
 
 /** A uniform plan for a checkpoint, made through the library (set-up steps need no subprocess). */
 async function uniformPlan(checkpoint: string, targetLength: number): Promise<Plan> {
-  const configSha256 = await hashConfigBytes(await Deno.readFile(`${checkpoint}/config.json`));
+  const configSha256 = await sha256Hex(await Deno.readFile(`${checkpoint}/config.json`));
   return makePlan(await readConfig(checkpoint), {
     schedule: "uniform",
     targetLength,

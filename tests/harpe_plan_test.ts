@@ -2,7 +2,8 @@
 
 import { assertEquals, assertThrows } from "./assert.ts";
 import { FileFormatError, ShapeError } from "../lib/errors.ts";
-import { hashConfigBytes, parsePlan, type Plan, stringifyPlan } from "../lib/harpe/mod.ts";
+import { parsePlan, type Plan, stringifyPlan } from "../lib/harpe/mod.ts";
+import { sha256Hex } from "../lib/util/hash.ts";
 
 const PLAN: Plan = {
   format: 1,
@@ -58,9 +59,9 @@ Deno.test("bad plans name the file and the field", () => {
   assertThrows(() => parsePlan(short, { file: "p.yaml" }), ShapeError, "needs 4");
 });
 
-Deno.test("hashConfigBytes is sha256 hex", async () => {
+Deno.test("sha256Hex is SHA-256 as lowercase hex", async () => {
   assertEquals(
-    await hashConfigBytes(new TextEncoder().encode("abc")),
+    await sha256Hex(new TextEncoder().encode("abc")),
     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
   );
 });

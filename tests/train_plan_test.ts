@@ -5,7 +5,8 @@ import { assertEquals, assertStringIncludes } from "./assert.ts";
 import { listDir, PROJECT_ROOT, runHarpe, withTempDir } from "./harness.ts";
 import { readConfig } from "../lib/checkpoint/mod.ts";
 import { loadTokenizer, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts";
-import { hashConfigBytes, makePlan, stringifyPlan } from "../lib/harpe/mod.ts";
+import { makePlan, stringifyPlan } from "../lib/harpe/mod.ts";
+import { sha256Hex } from "../lib/util/hash.ts";
 
 const TINY = `${PROJECT_ROOT}fixtures/tiny`;
 
@@ -16,7 +17,7 @@ async function writePlan(path: string, bases: number[]): Promise<void> {
     targetLength: 128,
     parameters: { bases },
     checkpoint: TINY,
-    configSha256: await hashConfigBytes(await Deno.readFile(`${TINY}/config.json`)),
+    configSha256: await sha256Hex(await Deno.readFile(`${TINY}/config.json`)),
   });
   await Deno.writeTextFile(path, stringifyPlan(plan));
 }

@@ -11,4 +11,4 @@ export {
   writeTokenFile,
 } from "./token_file.ts";
 export { type Tokenized, tokenizeFiles, type TokenizeOptions } from "./tokenize.ts";
-export { loadTokenizer, sha256Hex, type TextTokenizer } from "./tokenizer.ts";
+export { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";

@@ -4,6 +4,7 @@
 
 import { Tokenizer } from "@huggingface/tokenizers";
 import { ConfigError, FileFormatError, PathError } from "../errors.ts";
+import { sha256Hex } from "../util/hash.ts";
 
 /** EOS token names tried, in order, when tokenizer_config.json does not name one. */
 const EOS_CANDIDATES = ["</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>", "<|im_end|>"];
@@ -20,12 +21,6 @@ export interface TextTokenizer {
   path: string;
   /** Hex SHA-256 of tokenizer.json's bytes. */
   sha256: string;
-}
-
-/** Hex SHA-256 of some bytes. */
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 async function readJson(path: string, what: string): Promise<Record<string, unknown>> {

@@ -6,7 +6,8 @@ import { ConfigError, PathError, ShapeError, UnsupportedError } from "../errors.
 import { AUXILIARY_FILES, Checkpoint, INDEX_FILE } from "../checkpoint/mod.ts";
 import type { ModelConfig } from "../checkpoint/model_config.ts";
 import { writeDirectoryAtomically } from "../util/atomic.ts";
-import { baseCount, hashConfigBytes, type Plan, stringifyPlan } from "./plan.ts";
+import { baseCount, type Plan, stringifyPlan } from "./plan.ts";
+import { sha256Hex } from "../util/hash.ts";
 
 /** The plan file written into every converted checkpoint. */
 export const PLAN_FILE = "harpe_plan.yaml";
@@ -175,7 +176,7 @@ export async function convertCheckpoint(
     });
   }
   const configBytes = await Deno.readFile(`${source}/config.json`);
-  const warnings = checkPlanFits(config, options.plan, { configSha256: await hashConfigBytes(configBytes) });
+  const warnings = checkPlanFits(config, options.plan, { configSha256: await sha256Hex(configBytes) });
   const converted = harpeConfig(config, options.plan);
   const summary: ConvertSummary = { output: target, linked: [], copied: [], auxiliary: [], warnings };
   await writeDirectoryAtomically(target, async (tmp) => {

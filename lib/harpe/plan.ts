@@ -227,16 +227,3 @@ export function parsePlan(text: string, options: { file?: string } = {}): Plan {
 export async function readPlan(path: string): Promise<Plan> {
   return parsePlan(await Deno.readTextFile(path), { file: path });
 }
-
-/**
- * sha256 of bytes as lowercase hex (the plan's config hash).
- *
- * @example
- * ```ts
- * await hashConfigBytes(await Deno.readFile("config.json"));
- * ```
- */
-export async function hashConfigBytes(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}

@@ -4,6 +4,7 @@
 
 import { CudaError } from "./errors.ts";
 import { openCudaLibrary } from "./library.ts";
+import { sha256Hex } from "../../../util/hash.ts";
 
 const SYMBOLS = {
   nvrtcVersion: { parameters: ["buffer", "buffer"], result: "i32" },
@@ -57,11 +58,6 @@ function packStrings(texts: string[]): { storage: Uint8Array; pointers: BigUint6
   return { storage, pointers };
 }
 
-async function sha256Hex(parts: string[]): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(parts.join("\0")));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** What one compilation produced: the cubin, and whether it came from the cache. */
 export interface CompiledKernel {
   cubin: Uint8Array;
@@ -112,7 +108,7 @@ export class Nvrtc {
   ): Promise<CompiledKernel> {
     const started = performance.now();
     const flags = [`--gpu-architecture=${options.arch}`, "--std=c++17", ...(options.options ?? [])];
-    const key = await sha256Hex([source, ...flags, this.version]);
+    const key = await sha256Hex(new TextEncoder().encode([source, ...flags, this.version].join("\0")));
     const cacheFile = options.cacheDir
       ? `${options.cacheDir}/${options.name}-${key.slice(0, 24)}.cubin`
       : null;
