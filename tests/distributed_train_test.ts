@@ -155,16 +155,17 @@ Deno.test("rank shares: contiguous slices of the global batch, micro-batches nev
     inputs: Int32Array.from([10 * k, 10 * k + 1]),
     targets: Int32Array.from([10 * k + 5, 10 * k + 6]),
   }));
-  const quarter = rankMicroBatches(
-    batches,
-    rankShare({ batch: 2, gradAccum: 2 }, { rank: 2, worldSize: 4 }),
-    1,
-  );
+  const micro = (rank: number, worldSize: number) =>
+    rankMicroBatches(batches, {
+      share: rankShare({ batch: 2, gradAccum: 2 }, { rank, worldSize }),
+      seqLen: 1,
+    });
+  const quarter = micro(2, 4);
   assertEquals(quarter.map((m) => [...m.inputs]), [[10]]);
   assertEquals(quarter.map((m) => [...m.targets]), [[15]]);
-  const half = rankMicroBatches(batches, rankShare({ batch: 2, gradAccum: 2 }, { rank: 0, worldSize: 2 }), 1);
-  assertEquals(half.map((m) => [...m.inputs]), [[0, 1]]);
-  const all = rankMicroBatches(batches, rankShare({ batch: 2, gradAccum: 2 }, { rank: 0, worldSize: 1 }), 1);
+  assertEquals(micro(0, 2).map((m) => [...m.inputs]), [[0, 1]]);
+  assertEquals(micro(1, 2).map((m) => [...m.inputs]), [[10, 11]]);
+  const all = micro(0, 1);
   assertEquals(all.map((m) => [...m.inputs]), [[0, 1], [10, 11]]);
 });
 

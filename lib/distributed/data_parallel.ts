@@ -75,14 +75,14 @@ export interface MicroBatch {
  * @example
  * ```ts
  * const batches = Array.from({ length: gradAccum }, () => loader.next());
- * for (const micro of rankMicroBatches(batches, share, T)) await model.forwardBackward(...);
+ * for (const micro of rankMicroBatches(batches, { share, seqLen: T })) await model.forwardBackward(...);
  * ```
  */
 export function rankMicroBatches(
   batches: { inputs: Int32Array; targets: Int32Array }[],
-  share: RankShare,
-  seqLen: number,
+  options: { share: RankShare; seqLen: number },
 ): MicroBatch[] {
+  const { share, seqLen } = options;
   const sequence = (which: "inputs" | "targets", index: number, out: Int32Array, at: number) => {
     const perBatch = batches[0][which].length / seqLen;
     const source = batches[Math.floor(index / perBatch)][which];
@@ -111,14 +111,14 @@ export function rankMicroBatches(
  *
  * @example
  * ```ts
- * const loss = await averageOverRanks(communicator, engine, { grads, scratch, localLoss });
+ * const loss = await averageOverRanks(communicator, { engine, grads, scratch, localLoss });
  * ```
  */
 export async function averageOverRanks(
   communicator: Communicator,
-  engine: Engine,
-  parts: { grads: Tensor; scratch: Tensor; localLoss: number; wire?: Tensor },
+  parts: { engine: Engine; grads: Tensor; scratch: Tensor; localLoss: number; wire?: Tensor },
 ): Promise<number> {
+  const { engine } = parts;
   const inverse = 1 / communicator.worldSize;
   if (parts.wire) {
     engine.copy({ out: parts.wire, x: parts.grads });

@@ -102,7 +102,7 @@ export async function runTraining(
     model.zeroGrads();
     let lossSum = 0;
     const batches = Array.from({ length: accum }, () => loader.next());
-    for (const { inputs, targets } of rankMicroBatches(batches, share, config.seq_len)) {
+    for (const { inputs, targets } of rankMicroBatches(batches, { share, seqLen: config.seq_len })) {
       lossSum += await model.forwardBackward(inputs, targets, {
         batch: share.microBatch,
         gradScale: 1 / share.microSteps,
@@ -110,7 +110,8 @@ export async function runTraining(
     }
     const localLoss = lossSum / share.microSteps;
     const loss = comm && lossScratch
-      ? await averageOverRanks(comm, model.engine, {
+      ? await averageOverRanks(comm, {
+        engine: model.engine,
         grads: model.grads,
         scratch: lossScratch,
         localLoss,
