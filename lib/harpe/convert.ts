@@ -8,6 +8,7 @@ import type { ModelConfig } from "../checkpoint/model_config.ts";
 import { writeDirectoryAtomically } from "../util/atomic.ts";
 import { baseCount, type Plan, stringifyPlan } from "./plan.ts";
 import { sha256Hex } from "../util/hash.ts";
+import { isFile } from "../util/files.ts";
 
 /** The plan file written into every converted checkpoint. */
 export const PLAN_FILE = "harpe_plan.yaml";
@@ -125,15 +126,6 @@ async function linkOrCopy(from: string, to: string): Promise<"linked" | "copied"
   } catch {
     await Deno.copyFile(from, to);
     return "copied";
-  }
-}
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
   }
 }
 
