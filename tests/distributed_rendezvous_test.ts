@@ -121,3 +121,27 @@ Deno.test("rendezvous errors: waiting ranks time out with who waited for what; a
   assert(nobody.message.includes("Rank 2 could not get the NCCL id from rank 0"), nobody.message);
   assert(nobody.message.includes("connection refused"), nobody.message);
 });
+
+Deno.test("a TCP rendezvous without network permission is a ConfigError that says how to grant it", async () => {
+  for (const rank of [0, 1]) {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-write",
+        PEER,
+        `tcp://127.0.0.1:${freePort()}`,
+        String(rank),
+        "2",
+        "2000",
+      ]
+        .concat(rank === 0 ? ["00".repeat(ID_BYTES)] : []),
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert(output.code !== 0, `rank ${rank} should fail without --allow-net`);
+    assert(stderr.includes("ConfigError") && stderr.includes("needs network permission"), stderr);
+    assert(stderr.includes("--allow-net"), stderr);
+  }
+});

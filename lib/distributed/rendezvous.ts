@@ -134,6 +134,18 @@ async function pollFile(
   }
 }
 
+/** The error for a TCP rendezvous without network permission (the `harpe` task grants none). */
+function networkPermissionError(where: string): ConfigError {
+  return new ConfigError(`A TCP rendezvous (${where}) needs network permission`, {
+    hint: "run `deno run --allow-read --allow-write --allow-env --allow-ffi --allow-sys --allow-run " +
+      "--allow-net cli/main.ts train ...`, or use --rendezvous file:<path> on a folder every host sees",
+  });
+}
+
+function isPermissionError(error: unknown): boolean {
+  return error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied;
+}
+
 async function serveTcp(
   rendezvous: { kind: "tcp"; host: string; port: number },
   id: Uint8Array,
@@ -143,6 +155,7 @@ async function serveTcp(
   try {
     listener = Deno.listen({ hostname: "0.0.0.0", port: rendezvous.port });
   } catch (error) {
+    if (isPermissionError(error)) throw networkPermissionError(describe(rendezvous));
     throw new RendezvousError(
       `Rank 0 cannot listen on port ${rendezvous.port} for ${describe(rendezvous)}: ${
         (error as Error).message
@@ -209,9 +222,7 @@ async function fetchTcp(
       if (read === id.length) return id;
       lastError = `connection closed after ${read} of ${options.bytes} bytes`;
     } catch (error) {
-      if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
-        throw error;
-      }
+      if (isPermissionError(error)) throw networkPermissionError(describe(rendezvous));
       lastError = error instanceof Deno.errors.ConnectionRefused
         ? "connection refused (rank 0 not listening yet)"
         : (error as Error).message;
