@@ -3,9 +3,10 @@
 
 import { UnsupportedError } from "../errors.ts";
 import { castByteLength, castBytes, DEFAULT_CHUNK_BYTES, type DType } from "../safetensors/mod.ts";
+import { ChunkPrefetcher, type PrefetchJob } from "../safetensors/prefetch.ts";
 import { writeDirectoryAtomically } from "../util/atomic.ts";
 import { Progress } from "../util/progress.ts";
-import { Checkpoint } from "./checkpoint.ts";
+import { Checkpoint, type CheckpointTensor } from "./checkpoint.ts";
 import { type SourceTensor, writeCheckpointFiles, type WriteSummary } from "./writer.ts";
 
 /** The dtypes a checkpoint can be written in. */
@@ -80,21 +81,44 @@ function castTo(
   return cast ? castBytes(bytes, { from: options.from, to: cast }, { out: options.out }) : bytes;
 }
 
-/** The checkpoint's tensors as export sources, streamed in chunks through two reused buffers. */
-function sourceTensors(checkpoint: Checkpoint, cast: WeightDType | undefined): SourceTensor[] {
+/** The worker's job for a tensor: a plain copy or f32 -> bf16; other casts stay on this thread. */
+function prefetchJob(info: CheckpointTensor, cast: WeightDType | undefined): PrefetchJob | undefined {
+  const toBf16 = info.dtype === "F32" && cast === "BF16";
+  if (!toBf16 && cast !== undefined && cast !== info.dtype) return undefined;
+  return { path: info.file, offset: info.offset, byteLength: info.byteLength, toBf16 };
+}
+
+/**
+ * The checkpoint's tensors as export sources, streamed in chunks: plain copies and f32 -> bf16 read and
+ * cast ahead on a worker thread while this one writes, other casts through two reused buffers here.
+ */
+async function sourceTensors(
+  checkpoint: Checkpoint,
+  cast: WeightDType | undefined,
+): Promise<{ tensors: SourceTensor[]; prefetch?: ChunkPrefetcher }> {
+  const infos = [...checkpoint.tensors.values()];
+  const jobs = infos.map((info) => prefetchJob(info, cast));
+  const ahead = jobs.filter((job) => job !== undefined);
+  const prefetch = ahead.length > 0
+    ? await ChunkPrefetcher.start(ahead, { chunkBytes: DEFAULT_CHUNK_BYTES })
+    : undefined;
   const buffer = new Uint8Array(DEFAULT_CHUNK_BYTES);
   const out = new Uint8Array(DEFAULT_CHUNK_BYTES * MAX_CAST_GROWTH);
-  return [...checkpoint.tensors.values()].map((info) => ({
-    name: info.name,
-    dtype: cast ?? info.dtype,
-    shape: info.shape,
-    read: async () => castTo(cast, await checkpoint.readBytes(info.name), { from: info.dtype }),
-    chunks: function* () {
-      for (const chunk of checkpoint.readChunks(info.name, { buffer })) {
-        yield castTo(cast, chunk, { from: info.dtype, out });
-      }
-    },
-  }));
+  const tensors = infos.map((info, i) => {
+    const index = ahead.indexOf(jobs[i]!);
+    return {
+      name: info.name,
+      dtype: cast ?? info.dtype,
+      shape: info.shape,
+      read: async () => castTo(cast, await checkpoint.readBytes(info.name), { from: info.dtype }),
+      chunks: prefetch && index >= 0 ? () => prefetch.chunks(index) : function* () {
+        for (const chunk of checkpoint.readChunks(info.name, { buffer })) {
+          yield castTo(cast, chunk, { from: info.dtype, out });
+        }
+      },
+    };
+  });
+  return { tensors, prefetch };
 }
 
 /**
@@ -175,6 +199,7 @@ export async function exportCheckpoint(
   options: ExportOptions = {},
 ): Promise<ExportSummary> {
   const checkpoint = await Checkpoint.open(src);
+  let stopPrefetch = () => {};
   try {
     const from = await realPath(checkpoint.dir);
     if (from !== undefined && from === await realPath(dst)) {
@@ -184,7 +209,8 @@ export async function exportCheckpoint(
       });
     }
     const cast = options.dtype;
-    const tensors = sourceTensors(checkpoint, cast);
+    const { tensors, prefetch } = await sourceTensors(checkpoint, cast);
+    stopPrefetch = () => prefetch?.close();
     const raw = options.config ?? checkpoint.config.raw;
     const config = options.dtype ? configWithDType(raw, options.dtype) : raw;
     const summary = await writeDirectoryAtomically(dst, async (temporary) => {
@@ -208,6 +234,7 @@ export async function exportCheckpoint(
       verified: options.verify === true,
     };
   } finally {
+    stopPrefetch();
     checkpoint.close();
   }
 }

@@ -18,7 +18,7 @@ export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
  * Synchronous: the call fills `into` itself, where the asynchronous read goes through a fresh buffer
  * and a copy (measured 2x slower for large chunks).
  */
-function readExactly(
+export function readExactly(
   file: Deno.FsFile,
   position: number,
   into: Uint8Array,
