@@ -41,11 +41,11 @@ function serve(init: PrefetchInit, shared: ReturnType<typeof layout>): void {
         const target = ring.subarray(slot * chunkBytes, (slot + 1) * chunkBytes);
         if (job.toBf16) {
           cast ??= bf16CastOn(init.memory);
-          readExactly(file, job.offset + at, input.subarray(0, n), { path: job.path });
+          readExactly(file, input.subarray(0, n), { position: job.offset + at, path: job.path });
           cast(shared.inputAt, shared.ringAt + slot * chunkBytes, n);
           control[CHUNK_LENGTHS + slot] = n / 2;
         } else {
-          readExactly(file, job.offset + at, target.subarray(0, n), { path: job.path });
+          readExactly(file, target.subarray(0, n), { position: job.offset + at, path: job.path });
           control[CHUNK_LENGTHS + slot] = n;
         }
         Atomics.store(control, PRODUCED, ++produced);

@@ -14,16 +14,21 @@ import { checkHeaderLength, HEADER_LENGTH_BYTES, parseHeader, type TensorInfo } 
 export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 
 /**
- * Fills `into` from absolute byte `position`, or fails naming the file (and `tensor`) if it ends first.
- * Synchronous: the call fills `into` itself, where the asynchronous read goes through a fresh buffer
- * and a copy (measured 2x slower for large chunks).
+ * Fills `into` from absolute byte `source.position` of `file`, or fails naming the file (and tensor) if
+ * it ends first. Synchronous: the call fills `into` itself, where the asynchronous read goes through a
+ * fresh buffer and a copy (measured 2x slower for large chunks).
+ *
+ * @example
+ * ```ts
+ * readExactly(file, new Uint8Array(8), { position: 0, path: "model.safetensors" });
+ * ```
  */
 export function readExactly(
   file: Deno.FsFile,
-  position: number,
   into: Uint8Array,
-  source: { path: string; tensor?: string },
+  source: { position: number; path: string; tensor?: string },
 ): void {
+  const { position } = source;
   file.seekSync(position, Deno.SeekMode.Start);
   for (let filled = 0; filled < into.byteLength;) {
     const n = file.readSync(into.subarray(filled));
@@ -103,11 +108,11 @@ export class SafetensorsFile {
         );
       }
       const prefix = new Uint8Array(HEADER_LENGTH_BYTES);
-      readExactly(file, 0, prefix, { path });
+      readExactly(file, prefix, { position: 0, path });
       const length = new DataView(prefix.buffer).getBigUint64(0, true);
       const headerLength = checkHeaderLength(length, { file: path, fileSize: size });
       const headerBytes = new Uint8Array(headerLength);
-      readExactly(file, HEADER_LENGTH_BYTES, headerBytes, { path });
+      readExactly(file, headerBytes, { position: HEADER_LENGTH_BYTES, path });
       const dataLength = size - HEADER_LENGTH_BYTES - headerLength;
       const header = parseHeader(headerBytes, { file: path, dataLength });
       const tensors = new Map(header.tensors.map((t) => [t.name, t]));
@@ -163,7 +168,7 @@ export class SafetensorsFile {
     const info = this.info(name);
     const start = options.start ?? 0;
     this.#checkRange(name, info, { start, end: start + target.byteLength });
-    readExactly(this.file, info.offset + start, target, { path: this.path, tensor: name });
+    readExactly(this.file, target, { position: info.offset + start, path: this.path, tensor: name });
     return target;
   }
 
@@ -211,7 +216,7 @@ export class SafetensorsFile {
     }
     for (let at = start; at < end; at += buffer.byteLength) {
       const chunk = buffer.subarray(0, Math.min(buffer.byteLength, end - at));
-      readExactly(this.file, info.offset + at, chunk, { path: this.path, tensor: name });
+      readExactly(this.file, chunk, { position: info.offset + at, path: this.path, tensor: name });
       yield chunk;
     }
   }
