@@ -1,6 +1,7 @@
 // Casting raw little-endian tensor bytes from one dtype to a float dtype, a whole tensor or one chunk
 // of it at a time, through the dtype conversions of dtypes.ts into a reused output buffer.
 
+import { type Bf16Kernel, bf16Kernel } from "./bf16_simd.ts";
 import {
   bf16ToF32,
   decodeToF32,
@@ -37,6 +38,22 @@ function toF32(bytes: Uint8Array, from: DType, out?: Float32Array): Float32Array
   if (from === "BF16") return bf16ToF32(u16(aligned(bytes, 2)), out);
   if (from === "F16") return f16ToF32(u16(aligned(bytes, 2)), out);
   return decodeToF32(bytes, from);
+}
+
+/** F32 -> BF16 inputs from this size up go through the SIMD kernel; smaller ones through the JS loop. */
+const SIMD_MIN_BYTES = 4096;
+/** Bytes of f32 the kernel takes at a time (copied in, cast, copied out). */
+const SIMD_PIECE_BYTES = 256 * 1024;
+let kernel: Bf16Kernel | undefined;
+
+/** f32 bytes (any alignment) rounded to bf16 into `out` with the SIMD kernel, piece by piece. */
+function f32BytesToBf16(bytes: Uint8Array, out: Uint8Array): void {
+  kernel ??= bf16Kernel(SIMD_PIECE_BYTES);
+  for (let at = 0; at < bytes.byteLength; at += SIMD_PIECE_BYTES) {
+    const piece = bytes.subarray(at, Math.min(at + SIMD_PIECE_BYTES, bytes.byteLength));
+    kernel.input.set(piece);
+    out.set(kernel.cast(piece.byteLength), at / 2);
+  }
 }
 
 /**
@@ -77,6 +94,10 @@ export function castBytes(
     const target = f32(out);
     const values = toF32(bytes, from, target);
     if (values !== target) target.set(values);
+    return out;
+  }
+  if (from === "F32" && to === "BF16" && bytes.byteLength >= SIMD_MIN_BYTES) {
+    f32BytesToBf16(bytes, out);
     return out;
   }
   const values = toF32(bytes, from);
