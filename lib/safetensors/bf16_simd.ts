@@ -1,5 +1,5 @@
-// f32 -> bf16 rounding in WebAssembly SIMD (8 values per loop step) over a buffer in its own memory:
-// the same results as dtypes.ts f32ToBf16 (round-to-nearest-even, NaN kept quiet), about 8x faster.
+// f32 -> bf16 rounding in WebAssembly SIMD (8 values per loop step) in a shared wasm memory: the same
+// results as dtypes.ts f32ToBf16 (round-to-nearest-even, NaN kept quiet), 3.5x faster (1 MiB: 0.067 ms).
 
 /** Unsigned LEB128, as wasm encodes sizes and indices. */
 function uleb(n: number): number[] {
