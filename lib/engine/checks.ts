@@ -68,3 +68,35 @@ export function expectDType(op: string, name: string, tensor: Tensor, dtype: Ten
     });
   }
 }
+
+/** The tensors of a RoPE op: rotated heads [rows, Ho, D], unrotated heads [rows, Hx, D], invFreq
+ * [Ho, R/2] and positions [rows]. */
+export interface RopeTensors {
+  heads: Tensor;
+  shared: Tensor;
+  invFreq: Tensor;
+  positions: Tensor;
+}
+
+/** Checks the shapes of a RoPE op's tensors (see Engine.ropeForward) and returns its dimensions. */
+export function ropeDims(
+  op: string,
+  t: RopeTensors,
+): { rows: number; hx: number; ho: number; d: number; half: number } {
+  const [rows, ho, d] = expectRank(op, "rotated heads", t.heads, 3);
+  const [rowsX, hx, dx] = expectRank(op, "unrotated heads", t.shared, 3);
+  const [hf, half] = expectRank(op, "invFreq", t.invFreq, 2);
+  expectShape(
+    op,
+    rows === rowsX && d === dx,
+    `head tensors [${t.heads.shape}] and [${t.shared.shape}] differ`,
+  );
+  expectShape(op, ho % hx === 0, `${ho} rotated heads are not a multiple of ${hx} heads`);
+  expectShape(
+    op,
+    hf === ho && 2 * half <= d,
+    `invFreq [${t.invFreq.shape}] does not fit ${ho} heads of ${d}`,
+  );
+  expectSize(op, "positions", t.positions, rows);
+  return { rows, hx, ho, d, half };
+}

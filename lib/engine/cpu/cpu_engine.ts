@@ -18,7 +18,7 @@ import { attentionBackward, type AttentionDims, attentionForward } from "./atten
 import { crossEntropy } from "./cross_entropy.ts";
 import * as k from "./kernels.ts";
 import { matmulF32 } from "./matmul.ts";
-import { expectRank, expectShape, expectSize } from "../checks.ts";
+import { expectRank, expectShape, expectSize, ropeDims } from "../checks.ts";
 import { CpuTensor, f32, i32, raw, roundBf16, roundOutputs, shapeSize } from "./tensor.ts";
 
 /**
@@ -205,7 +205,7 @@ export class CpuEngine implements Engine {
     { out, x, invFreq, positions }: { out: Tensor; x: Tensor; invFreq: Tensor; positions: Tensor },
   ): void {
     const op = "ropeForward";
-    const dims = this.#ropeDims(op, { heads: out, shared: x, invFreq, positions });
+    const dims = ropeDims(op, { heads: out, shared: x, invFreq, positions });
     k.rope(
       f32(op, "out", out),
       f32(op, "x", x),
@@ -221,7 +221,7 @@ export class CpuEngine implements Engine {
     { dx, dout, invFreq, positions }: { dx: Tensor; dout: Tensor; invFreq: Tensor; positions: Tensor },
   ): void {
     const op = "ropeBackward";
-    const dims = this.#ropeDims(op, { heads: dout, shared: dx, invFreq, positions });
+    const dims = ropeDims(op, { heads: dout, shared: dx, invFreq, positions });
     const args = [
       f32(op, "dx", dx),
       f32(op, "dout", dout),
@@ -382,28 +382,6 @@ export class CpuEngine implements Engine {
     const rows = x.size / width;
     expectSize(op, "rstd", rstd, rows);
     return rows;
-  }
-
-  #ropeDims(
-    op: string,
-    t: { heads: Tensor; shared: Tensor; invFreq: Tensor; positions: Tensor },
-  ): { hx: number; ho: number; d: number; half: number } {
-    const [rows, ho, d] = expectRank(op, "rotated heads", t.heads, 3);
-    const [rowsX, hx, dx] = expectRank(op, "unrotated heads", t.shared, 3);
-    const [hf, half] = expectRank(op, "invFreq", t.invFreq, 2);
-    expectShape(
-      op,
-      rows === rowsX && d === dx,
-      `head tensors [${t.heads.shape}] and [${t.shared.shape}] differ`,
-    );
-    expectShape(op, ho % hx === 0, `${ho} rotated heads are not a multiple of ${hx} heads`);
-    expectShape(
-      op,
-      hf === ho && 2 * half <= d,
-      `invFreq [${t.invFreq.shape}] does not fit ${ho} heads of ${d}`,
-    );
-    expectSize(op, "positions", t.positions, rows);
-    return { hx, ho, d, half };
   }
 }
 

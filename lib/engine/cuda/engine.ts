@@ -15,7 +15,16 @@ import type {
   Tensor,
   TensorDType,
 } from "../engine.ts";
-import { expectDType, expectRank, expectShape, expectSize, floatType, sameFloatType } from "../checks.ts";
+import {
+  expectDType,
+  expectRank,
+  expectShape,
+  expectSize,
+  floatType,
+  ropeDims,
+  type RopeTensors,
+  sameFloatType,
+} from "../checks.ts";
 import { CudaDevice, type CudaDeviceOptions } from "./device.ts";
 import type { KernelArg } from "./ffi/args.ts";
 import { flashAttentionApplies, flashAttentionBackward, flashAttentionForward } from "./flash_attention.ts";
@@ -719,26 +728,12 @@ export class CudaEngine implements Engine {
 
   #ropeDims(
     op: string,
-    t: { heads: Tensor; shared: Tensor; invFreq: Tensor; positions: Tensor },
+    t: RopeTensors,
   ): { rows: number; hx: number; ho: number; d: number; half: number } {
-    const [rows, ho, d] = expectRank(op, "rotated heads", t.heads, 3);
-    const [rowsX, hx, dx] = expectRank(op, "unrotated heads", t.shared, 3);
-    const [hf, half] = expectRank(op, "invFreq", t.invFreq, 2);
-    expectShape(
-      op,
-      rows === rowsX && d === dx,
-      `head tensors [${t.heads.shape}] and [${t.shared.shape}] differ`,
-    );
-    expectShape(op, ho % hx === 0, `${ho} rotated heads are not a multiple of ${hx} heads`);
-    expectShape(
-      op,
-      hf === ho && 2 * half <= d,
-      `invFreq [${t.invFreq.shape}] does not fit ${ho} heads of ${d}`,
-    );
-    expectSize(op, "positions", t.positions, rows);
+    const dims = ropeDims(op, t);
     expectDType(op, "invFreq", t.invFreq, "f32");
     expectDType(op, "positions", t.positions, "i32");
-    return { rows, hx, ho, d, half };
+    return dims;
   }
 }
 
