@@ -21,6 +21,8 @@ export interface LinePlot {
   title: string;
   xLabel: string;
   yLabel: string;
+  /** Log-scaled y axis (perplexities of a model past its context grow by orders of magnitude). */
+  logY?: boolean;
   series: { name: string; points: { x: number; y: number }[] }[];
 }
 
@@ -96,7 +98,8 @@ async function pplSection(dir: string, results: CellResult[], plotter?: ReportPl
     const files = await plotter.lines(dir, "ppl", {
       title: "Perplexity vs context length",
       xLabel: "context length (tokens)",
-      yLabel: "perplexity",
+      yLabel: "perplexity (log scale)",
+      logY: true,
       series: checkpoints.map((c) => ({
         name: c,
         points: points.filter((p) => p.checkpoint === c).map((p) => ({ x: p.length, y: p.ppl })),
