@@ -100,3 +100,27 @@ export function ropeDims(
   expectSize(op, "positions", t.positions, rows);
   return { rows, hx, ho, d, half };
 }
+
+/** Sizes of one attention call: q [B, T, H, D], k [B, T, Hk, D], v [B, T, Hv, D]. */
+export interface AttentionDims {
+  b: number;
+  t: number;
+  h: number;
+  hk: number;
+  hv: number;
+  d: number;
+}
+
+/** Checks that q, k and v fit together (same B, T and D; Hk and Hv divide H) and returns the sizes. */
+export function attentionDims(op: string, q: Tensor, k: Tensor, v: Tensor): AttentionDims {
+  const [b, t, h, d] = expectRank(op, "q", q, 4);
+  const [kb, kt, hk, kd] = expectRank(op, "k", k, 4);
+  const [vb, vt, hv, vd] = expectRank(op, "v", v, 4);
+  expectShape(
+    op,
+    b === kb && b === vb && t === kt && t === vt && d === kd && d === vd,
+    `q [${q.shape}], k [${k.shape}], v [${v.shape}] differ in batch, tokens or head dim`,
+  );
+  expectShape(op, h % hk === 0 && h % hv === 0, `${h} query heads are not a multiple of ${hk} / ${hv} heads`);
+  return { b, t, h, hk, hv, d };
+}

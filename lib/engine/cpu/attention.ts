@@ -1,15 +1,7 @@
 // CPU causal attention with grouped heads: q [B, T, H, D], k [B, T, Hk, D], v [B, T, Hv, D]. One query
 // row at a time in f64, saving the log-sum-exp; the backward recomputes probabilities from it.
 
-/** Sizes of one attention call. */
-export interface AttentionDims {
-  b: number;
-  t: number;
-  h: number;
-  hk: number;
-  hv: number;
-  d: number;
-}
+import type { AttentionDims } from "../checks.ts";
 
 /** out [B, T, H, D], lse [B, H, T]. */
 export function attentionForward(

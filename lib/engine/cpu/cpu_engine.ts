@@ -14,11 +14,11 @@ import {
   type Tensor,
   type TensorDType,
 } from "../engine.ts";
-import { attentionBackward, type AttentionDims, attentionForward } from "./attention.ts";
+import { attentionBackward, attentionForward } from "./attention.ts";
 import { crossEntropy } from "./cross_entropy.ts";
 import * as k from "./kernels.ts";
 import { matmulF32 } from "./matmul.ts";
-import { expectRank, expectShape, expectSize, ropeDims } from "../checks.ts";
+import { attentionDims, expectRank, expectShape, expectSize, ropeDims } from "../checks.ts";
 import { CpuTensor, f32, i32, raw, roundBf16, roundOutputs, shapeSize } from "./tensor.ts";
 
 /**
@@ -390,19 +390,6 @@ function matrixDims(name: string, t: Tensor): [number, number] {
   if (s.length < 2) throw new ShapeError(`matmul: ${name} must be at least 2-D, got [${s.join(", ")}]`);
   const cols = s[s.length - 1];
   return [t.size / cols, cols];
-}
-
-function attentionDims(op: string, q: Tensor, key: Tensor, v: Tensor): AttentionDims {
-  const [b, t, h, d] = expectRank(op, "q", q, 4);
-  const [kb, kt, hk, kd] = expectRank(op, "k", key, 4);
-  const [vb, vt, hv, vd] = expectRank(op, "v", v, 4);
-  expectShape(
-    op,
-    b === kb && b === vb && t === kt && t === vt && d === kd && d === vd,
-    `q [${q.shape}], k [${key.shape}], v [${v.shape}] differ in batch, tokens or head dim`,
-  );
-  expectShape(op, h % hk === 0 && h % hv === 0, `${h} query heads are not a multiple of ${hk} / ${hv} heads`);
-  return { b, t, h, hk, hv, d };
 }
 
 function overlaps(x: Float32Array, y: Float32Array): boolean {

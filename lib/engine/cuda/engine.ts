@@ -16,6 +16,8 @@ import type {
   TensorDType,
 } from "../engine.ts";
 import {
+  type AttentionDims,
+  attentionDims,
   expectDType,
   expectRank,
   expectShape,
@@ -434,7 +436,7 @@ export class CudaEngine implements Engine {
     { out, lse, q, k, v }: { out: Tensor; lse: Tensor; q: Tensor; k: Tensor; v: Tensor },
   ): void {
     const op = "attentionForward";
-    const dims = attentionDims(op, q, k, v);
+    const dims = cudaAttentionDims(op, q, k, v);
     expectSize(op, "out", out, q.size);
     expectSize(op, "lse", lse, dims.b * dims.h * dims.t);
     expectDType(op, "lse", lse, "f32");
@@ -459,7 +461,7 @@ export class CudaEngine implements Engine {
 
   attentionBackward(args: AttentionBackwardArgs): void {
     const op = "attentionBackward";
-    const dims = attentionDims(op, args.q, args.k, args.v);
+    const dims = cudaAttentionDims(op, args.q, args.k, args.v);
     expectSize(op, "dq", args.dq, args.q.size);
     expectSize(op, "dk", args.dk, args.k.size);
     expectSize(op, "dv", args.dv, args.v.size);
@@ -737,32 +739,17 @@ export class CudaEngine implements Engine {
   }
 }
 
-interface AttentionDims {
-  b: number;
-  t: number;
-  h: number;
-  hk: number;
-  hv: number;
-  d: number;
-}
-
-function attentionDims(op: string, q: Tensor, k: Tensor, v: Tensor): AttentionDims {
-  const [b, t, h, d] = expectRank(op, "q", q, 4);
-  const [kb, kt, hk, kd] = expectRank(op, "k", k, 4);
-  const [vb, vt, hv, vd] = expectRank(op, "v", v, 4);
-  expectShape(
-    op,
-    b === kb && b === vb && t === kt && t === vt && d === kd && d === vd,
-    `q [${q.shape}], k [${k.shape}], v [${v.shape}] differ in batch, tokens or head dim`,
-  );
-  expectShape(op, h % hk === 0 && h % hv === 0, `${h} query heads are not a multiple of ${hk} / ${hv} heads`);
+/** The shared attention checks plus this engine's head-dim limit. */
+function cudaAttentionDims(op: string, q: Tensor, k: Tensor, v: Tensor): AttentionDims {
+  const dims = attentionDims(op, q, k, v);
+  const d = dims.d;
   if (d > ATTENTION_MAX_HEAD_DIM) {
     throw new UnsupportedError(`${op}: head dim ${d} is above ${ATTENTION_MAX_HEAD_DIM}`, {
       expected: ATTENTION_MAX_HEAD_DIM,
       actual: d,
     });
   }
-  return { b, t, h, hk, hv, d };
+  return dims;
 }
 
 function attentionArgs(dims: AttentionDims): KernelArg[] {
