@@ -68,6 +68,10 @@ export function formatSummary(s: CheckpointSummary): string {
     ["heads", `${s.heads} query, ${s.kv_heads} key/value (${attention}), head dim ${s.head_dim}`],
     ["rope", `${rope.type}, base ${rope.theta}, rotary dim ${rope.rotary_dim} of ${rope.head_dim}`],
   ];
+  if (rope.scaling) {
+    const parameters = Object.entries(rope.scaling).map(([field, value]) => `${field} ${value}`);
+    rows.push(["rope scaling", `${rope.type}: ${parameters.join(", ")}`]);
+  }
   if (rope.harpe) {
     rows.push(["harpe", `granularity ${rope.harpe.granularity}, ${rope.harpe.head_bases.length} bases`]);
     rows.push(["head bases", formatBases(rope.harpe.head_bases)]);

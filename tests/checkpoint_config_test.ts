@@ -225,12 +225,12 @@ Deno.test("unsupported settings are refused with the supported list", () => {
   for (
     const raw of [
       llamaV4({ rope_scaling: { rope_type: "yarn", factor: 4 } }),
-      llamaV4({ rope_scaling: { type: "linear", factor: 2 } }),
-      llamaV5({ rope_parameters: { rope_type: "llama3", rope_theta: 500000, factor: 8 } }),
+      llamaV4({ rope_scaling: { type: "dynamic", factor: 2 } }),
+      llamaV5({ rope_parameters: { rope_type: "longrope", rope_theta: 500000, factor: 8 } }),
     ]
   ) {
     const error = assertThrows(() => parseConfig(raw), ConfigError);
-    assertStringIncludes(error.message, "supported rope types: default, harpe");
+    assertStringIncludes(error.message, "supported rope types: default, linear, llama3, harpe");
   }
 });
 

@@ -24,8 +24,9 @@ export interface RopeConfig {
   theta: number;
   /** Rotated dims per head (R = D * partial_rotary_factor, even). Dims >= R pass through. */
   rotaryDim: number;
-  /** The original scaling parameters for non-default, non-HARPE types (as found in the config). */
-  scaling?: Record<string, unknown>;
+  /** The scaling parameters of a `linear` or `llama3` checkpoint, validated, by their HF names: `factor`;
+   * llama3 also `low_freq_factor`, `high_freq_factor`, `original_max_position_embeddings`. */
+  scaling?: Record<string, number>;
   /** Present when `type` is "harpe". */
   harpe?: HarpeRope;
 }

@@ -1,11 +1,21 @@
 // RoPE settings from config.json in both forms: v5 `rope_parameters` and v4 `rope_theta` +
 // `rope_scaling` (HARPE checkpoints mirror theirs in both). When both forms are present they must agree.
+// Accepted types: default, linear and llama3 scaling (parameters validated), harpe.
 
 import type { ConfigFields } from "./config_fields.ts";
 import type { Granularity, HarpeRope, RopeConfig } from "./model_config.ts";
 
-/** The RoPE types harpe can run: plain RoPE and HARPE's per-head bases. */
-export const SUPPORTED_ROPE_TYPES: readonly string[] = ["default", "harpe"];
+/** The RoPE types harpe can run: plain RoPE, linear and Llama-3 scaling of it, HARPE's per-head bases. */
+export const SUPPORTED_ROPE_TYPES: readonly string[] = ["default", "linear", "llama3", "harpe"];
+
+/** The parameters each scaled rope type requires, by their HF names (all numbers). */
+export const SCALING_FIELDS: Readonly<Record<string, readonly string[]>> = {
+  linear: ["factor"],
+  llama3: ["factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"],
+};
+
+/** The smallest scaling factor (1: no stretch); HF documents `factor` as a float >= 1. */
+const MIN_SCALING_FACTOR = 1;
 
 /** HF's base when a config names none (the default of every supported architecture). */
 export const DEFAULT_ROPE_THETA = 10000;
@@ -25,6 +35,7 @@ interface RopeForm {
   type: string;
   theta?: number;
   harpe?: HarpeRope;
+  scaling?: Record<string, number>;
 }
 
 function ropeType(fields: ConfigFields): string {
@@ -43,6 +54,37 @@ function ropeType(fields: ConfigFields): string {
     });
   }
   return type;
+}
+
+/** The validated scaling parameters of a `linear` or `llama3` rope type; undefined for the others. */
+function ropeScaling(fields: ConfigFields, type: string): Record<string, number> | undefined {
+  if (!(type in SCALING_FIELDS)) return undefined;
+  const factor = fields.positiveNumber("factor");
+  if (factor < MIN_SCALING_FACTOR) {
+    throw fields.error(
+      "factor",
+      `must be at least ${MIN_SCALING_FACTOR} (the context stretch), got ${factor}`,
+      {
+        expected: `>= ${MIN_SCALING_FACTOR}`,
+        actual: factor,
+      },
+    );
+  }
+  if (type === "linear") return { factor };
+  const low = fields.positiveNumber("low_freq_factor");
+  const high = fields.positiveNumber("high_freq_factor");
+  if (high <= low) {
+    throw fields.error("high_freq_factor", `(${high}) must be greater than "low_freq_factor" (${low})`, {
+      expected: `> ${low}`,
+      actual: high,
+    });
+  }
+  return {
+    factor,
+    low_freq_factor: low,
+    high_freq_factor: high,
+    original_max_position_embeddings: fields.positiveInt("original_max_position_embeddings"),
+  };
 }
 
 function harpeRope(fields: ConfigFields, dims: RopeDims): HarpeRope {
@@ -84,6 +126,7 @@ function v5Form(top: ConfigFields, dims: RopeDims): RopeForm | undefined {
     type,
     theta: params.has("rope_theta") ? params.positiveNumber("rope_theta") : undefined,
     harpe: type === "harpe" ? harpeRope(params, dims) : undefined,
+    scaling: ropeScaling(params, type),
   };
 }
 
@@ -96,6 +139,7 @@ function v4Form(top: ConfigFields, dims: RopeDims): RopeForm | undefined {
     type,
     theta: top.has("rope_theta") ? top.positiveNumber("rope_theta") : undefined,
     harpe: type === "harpe" && scaling ? harpeRope(scaling, dims) : undefined,
+    scaling: scaling ? ropeScaling(scaling, type) : undefined,
   };
 }
 
@@ -116,6 +160,11 @@ function checkAgree(top: ConfigFields, v5: RopeForm, v4: RopeForm): void {
     }
     const same = v5.harpe.headBases.every((base, h) => base === v4.harpe!.headBases[h]);
     if (!same) throw disagree("the HARPE head_bases", v5.harpe.headBases, v4.harpe.headBases);
+  }
+  if (v5.scaling && v4.scaling) {
+    for (const [field, value] of Object.entries(v5.scaling)) {
+      if (value !== v4.scaling[field]) throw disagree(field, value, v4.scaling[field]);
+    }
   }
 }
 
@@ -165,5 +214,7 @@ export function parseRope(top: ConfigFields, dims: RopeDims): RopeConfig {
   };
   const harpe = v5?.harpe ?? v4?.harpe;
   if (harpe) rope.harpe = harpe;
+  const scaling = v5?.scaling ?? v4?.scaling;
+  if (scaling) rope.scaling = scaling;
   return rope;
 }

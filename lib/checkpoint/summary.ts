@@ -12,6 +12,8 @@ export interface RopeSummary {
   theta: number;
   rotary_dim: number;
   head_dim: number;
+  /** `linear`/`llama3` only: the scaling parameters by their HF names. */
+  scaling?: Record<string, number>;
   /** HARPE only: granularity, the listed bases, and the base each query head uses. */
   harpe?: { granularity: string; head_bases: number[]; query_head_bases: number[] };
 }
@@ -51,6 +53,7 @@ function ropeSummary(config: ModelConfig): RopeSummary {
     rotary_dim: rope.rotaryDim,
     head_dim: config.headDim,
   };
+  if (rope.scaling) summary.scaling = rope.scaling;
   if (rope.harpe) {
     summary.harpe = {
       granularity: rope.harpe.granularity,

@@ -18,7 +18,8 @@ const REWRITTEN_FILES: readonly string[] = ["config.json", PLAN_FILE];
 
 /**
  * The config.json object of the HARPE checkpoint: every field of `config.raw` kept (in order), the HARPE
- * rope parameters in the v5 and v4 forms with the original base (`config.rope.theta`) kept,
+ * rope parameters in the v5 and v4 forms with the original base (`config.rope.theta`) kept and a
+ * `linear`/`llama3` scaling's parameters dropped (the per-head bases are not scaled),
  * `max_position_embeddings` = the plan's target length.
  *
  * @example
@@ -33,7 +34,11 @@ export function harpeConfig(config: ModelConfig, plan: Plan): Record<string, unk
   const previous = (typeof raw.rope_parameters === "object" && raw.rope_parameters !== null)
     ? raw.rope_parameters as Record<string, unknown>
     : {};
-  const { type: _type, ...keep } = previous;
+  // The original scaling's parameters go: HARPE's bases replace it (harpe_plan.yaml records it).
+  const scalingFields = Object.keys(config.rope.scaling ?? {});
+  const keep = Object.fromEntries(
+    Object.entries(previous).filter(([field]) => field !== "type" && !scalingFields.includes(field)),
+  );
   out.rope_parameters = {
     ...keep,
     rope_type: "harpe",

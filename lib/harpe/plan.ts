@@ -23,6 +23,8 @@ export interface PlanSource {
   rotaryDim: number; // R
   ropeTheta: number;
   maxPositionEmbeddings: number;
+  /** The checkpoint's original RoPE scaling (`linear` or `llama3`), which the HARPE bases replace. */
+  ropeScaling?: { type: string; parameters: Record<string, number> };
 }
 
 /** Per-head RoPE bases for one checkpoint and target length. */
@@ -60,6 +62,24 @@ export function baseCount(
 }
 
 /**
+ * The context length the checkpoint's unscaled base was trained at, which the schedules (`auto`
+ * included) read as the original context: `original_max_position_embeddings` for `llama3` (Llama 3.1
+ * pretrained at 8192 with base theta; its 131072 came from rescaling the low frequencies, which HARPE's
+ * unscaled per-head bases replace), `max_position_embeddings` otherwise. A `linear` checkpoint keeps
+ * `max_position_embeddings`: such configs disagree on whether it is the stretched length or not.
+ *
+ * @example
+ * ```ts
+ * originalContextLength(config); // 8192 for Llama 3.1 (max_position_embeddings 131072)
+ * ```
+ */
+export function originalContextLength(config: Pick<ModelConfig, "maxPositionEmbeddings" | "rope">): number {
+  const { rope } = config;
+  if (rope.type === "llama3" && rope.scaling) return rope.scaling.original_max_position_embeddings;
+  return config.maxPositionEmbeddings;
+}
+
+/**
  * Plans the bases of a checkpoint.
  *
  * @example
@@ -74,10 +94,10 @@ export function makePlan(config: ModelConfig, options: MakePlanOptions): Plan {
     count: baseCount(config, granularity),
     rotaryDim: config.rope.rotaryDim,
     originalBase: config.rope.theta,
-    originalLength: config.maxPositionEmbeddings,
+    originalLength: originalContextLength(config),
     targetLength: options.targetLength,
   }, options.parameters);
-  return {
+  const plan: Plan = {
     format: PLAN_FORMAT,
     toolVersion: VERSION,
     schedule: options.schedule,
@@ -95,10 +115,17 @@ export function makePlan(config: ModelConfig, options: MakePlanOptions): Plan {
       maxPositionEmbeddings: config.maxPositionEmbeddings,
     },
   };
+  const { rope } = config;
+  if (rope.scaling && !rope.harpe) {
+    plan.source.ropeScaling = { type: rope.type, parameters: { ...rope.scaling } };
+  }
+  return plan;
 }
 
 /** The plan as written to YAML and printed by `--json` (snake_case keys, bases under `head_bases`). */
 export function planToObject(plan: Plan): Record<string, unknown> {
+  const scaling = plan.source.ropeScaling;
+  const ropeScaling = scaling ? { rope_scaling: { rope_type: scaling.type, ...scaling.parameters } } : {};
   return {
     format: plan.format,
     tool_version: plan.toolVersion,
@@ -115,6 +142,7 @@ export function planToObject(plan: Plan): Record<string, unknown> {
       rotary_dim: plan.source.rotaryDim,
       rope_theta: plan.source.ropeTheta,
       max_position_embeddings: plan.source.maxPositionEmbeddings,
+      ...ropeScaling,
     },
   };
 }
@@ -157,6 +185,10 @@ const PLAN_SCHEMA = z.object({
     rotary_dim: positiveInt,
     rope_theta: positive,
     max_position_embeddings: positiveInt,
+    rope_scaling: z.object({ rope_type: z.string({ error: "must be a string" }) }, {
+      error: "must be a mapping",
+    })
+      .catchall(positive).optional(),
   }, { error: "must be a mapping" }),
 }, { error: "must be a mapping" });
 
@@ -196,6 +228,7 @@ export function parsePlan(text: string, options: { file?: string } = {}): Plan {
     });
   }
   const p = result.data;
+  const { rope_type: scalingType, ...scalingParameters } = p.source.rope_scaling ?? {};
   const expected = p.granularity === "kv" ? p.source.num_kv_heads : p.source.num_heads;
   if (p.head_bases.length !== expected) {
     throw new ShapeError(
@@ -219,6 +252,9 @@ export function parsePlan(text: string, options: { file?: string } = {}): Plan {
       rotaryDim: p.source.rotary_dim,
       ropeTheta: p.source.rope_theta,
       maxPositionEmbeddings: p.source.max_position_embeddings,
+      ...(scalingType === undefined
+        ? {}
+        : { ropeScaling: { type: scalingType, parameters: scalingParameters as Record<string, number> } }),
     },
   };
 }

@@ -1,5 +1,5 @@
-// RoPE math per head, in float64: inverse frequencies for a base, the wavelength of the lowest
-// frequency (the longest distance a head resolves), and the attention waveform of a base.
+// RoPE math per head, in float64: inverse frequencies for a base (and a plain checkpoint's linear or
+// llama3 scaling of them), the wavelength of the lowest frequency, and the attention waveform of a base.
 // R is the number of rotated dims per head (R <= D, even).
 
 /**
@@ -14,6 +14,50 @@ export function baseInverseFrequencies(base: number, rotaryDim: number): Float64
   const half = rotaryDim / 2;
   const out = new Float64Array(half);
   for (let i = 0; i < half; i++) out[i] = Math.pow(base, (-2 * i) / rotaryDim);
+  return out;
+}
+
+/** The rope type and scaling parameters {@link scaleInverseFrequencies} reads (a RopeConfig fits). */
+export interface RopeScaling {
+  type: string;
+  /** HF names: `factor`; llama3 also `low_freq_factor`, `high_freq_factor`, `original_max_position_embeddings`. */
+  scaling?: Record<string, number>;
+}
+
+/**
+ * A plain checkpoint's scaling applied to its inverse frequencies, as transformers does (in float64):
+ * `linear` divides every one by `factor`; `llama3` divides those whose wavelength 2*pi/f exceeds
+ * original_max_position_embeddings / low_freq_factor by `factor`, keeps those shorter than
+ * original_max_position_embeddings / high_freq_factor, and blends the band between with
+ * s = (original / wavelength - low) / (high - low): (1 - s) * f / factor + s * f.
+ * Other types (default, harpe) come back unchanged (a copy).
+ *
+ * @example
+ * ```ts
+ * scaleInverseFrequencies(baseInverseFrequencies(1e4, 4), { type: "linear", scaling: { factor: 2 } }); // [0.5, 0.005]
+ * ```
+ */
+export function scaleInverseFrequencies(invFreq: Float64Array, rope: RopeScaling): Float64Array {
+  const out = Float64Array.from(invFreq);
+  const scaling = rope.scaling ?? {};
+  if (rope.type === "linear") {
+    for (let i = 0; i < out.length; i++) out[i] /= scaling.factor;
+  } else if (rope.type === "llama3") {
+    const { factor, low_freq_factor: low, high_freq_factor: high } = scaling;
+    const original = scaling.original_max_position_embeddings;
+    const lowFreqWavelength = original / low;
+    const highFreqWavelength = original / high;
+    for (let i = 0; i < out.length; i++) {
+      const f = out[i];
+      const wavelength = (2 * Math.PI) / f;
+      if (wavelength > lowFreqWavelength) {
+        out[i] = f / factor;
+      } else if (wavelength >= highFreqWavelength) {
+        const smooth = (original / wavelength - low) / (high - low);
+        out[i] = (1 - smooth) * (f / factor) + smooth * f;
+      }
+    }
+  }
   return out;
 }
 

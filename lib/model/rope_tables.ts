@@ -3,21 +3,29 @@
 
 import { headBases, type ModelConfig } from "../checkpoint/model_config.ts";
 import type { Engine } from "../engine/engine.ts";
+import { baseInverseFrequencies, type RopeScaling, scaleInverseFrequencies } from "../harpe/rope.ts";
 import type { RopeTables } from "./decoder.ts";
 
 /**
- * inv_freq[h][i] = bases[h] ** (-2i / R) for i < R/2, computed in f64 and rounded to f32.
+ * inv_freq[h][i] = bases[h] ** (-2i / R) for i < R/2, then a plain checkpoint's `linear` or `llama3`
+ * scaling (`options.scaling`, see scaleInverseFrequencies), computed in f64 and rounded to f32.
  *
  * @example
  * ```ts
  * inverseFrequencies([10000, 500000], 4); // [1, 0.01, 1, 0.0014142...]
  * ```
  */
-export function inverseFrequencies(bases: readonly number[], rotaryDim: number): Float32Array {
+export function inverseFrequencies(
+  bases: readonly number[],
+  rotaryDim: number,
+  options: { scaling?: RopeScaling } = {},
+): Float32Array {
   const half = rotaryDim / 2;
   const table = new Float32Array(bases.length * half);
   bases.forEach((base, h) => {
-    for (let i = 0; i < half; i++) table[h * half + i] = Math.pow(base, (-2 * i) / rotaryDim);
+    let row = baseInverseFrequencies(base, rotaryDim);
+    if (options.scaling) row = scaleInverseFrequencies(row, options.scaling);
+    table.set(row, h * half);
   });
   return table;
 }
@@ -33,9 +41,11 @@ export function inverseFrequencies(bases: readonly number[], rotaryDim: number):
 export function ropeTables(engine: Engine, config: ModelConfig): RopeTables {
   const bases = headBases(config);
   const R = config.rope.rotaryDim;
+  // HARPE's per-head bases replace the original RoPE: only plain checkpoints are scaled.
+  const scaling = config.rope.harpe ? undefined : config.rope;
   const upload = (b: number[]) => {
     const t = engine.alloc([b.length, R / 2]);
-    engine.upload(t, inverseFrequencies(b, R));
+    engine.upload(t, inverseFrequencies(b, R, { scaling }));
     return t;
   };
   const query = upload(bases.query);
