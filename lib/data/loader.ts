@@ -1,18 +1,14 @@
 // Packs the documents of a token file into training sequences: each epoch visits the documents in a
 // seeded shuffled order, concatenates them with an EOS token after each one, and cuts the stream into
 // windows of T+1 tokens (inputs = first T, targets = last T; consecutive windows share one token).
+// Tokens are read from a TokenSource one run at a time, so a token file need not fit in memory.
 // The cursor (epoch, document, offset, RNG state) is plain JSON, so a run resumes exactly.
 
 import { ShapeError } from "../errors.ts";
 import { Rng, type RngState } from "./rng.ts";
+import { memoryTokenSource, READ_BUFFER_TOKENS, type TokenData, type TokenSource } from "./token_source.ts";
 
-/** Token ids of every document, back to back, and where each document starts. */
-export interface TokenData {
-  /** [N] token ids of all documents, without EOS tokens between them. */
-  tokens: Uint16Array | Uint32Array;
-  /** [docs+1] start of each document in `tokens`; the last entry is N. */
-  docOffsets: ArrayLike<number>;
-}
+export type { TokenData, TokenSource };
 
 /** Where the loader is in its data: enough to continue exactly where it stopped. */
 export interface LoaderCursor {
@@ -50,6 +46,7 @@ export interface Batch {
  *
  * @example
  * ```ts
+ * const data = await openTokenFile("data/train.tokens"); // or { tokens, docOffsets } in memory
  * const loader = new PackedLoader(data, { seqLen: 256, batch: 4, seed: 1, eosId: 1 });
  * const { inputs, targets } = loader.next(); // each [4 * 256]
  * const saved = loader.cursor();
@@ -59,7 +56,7 @@ export interface Batch {
 export class PackedLoader {
   readonly seqLen: number;
   readonly batch: number;
-  #data: TokenData;
+  #source: TokenSource;
   #eosId: number;
   #shuffle: boolean;
   #docCount: number;
@@ -70,7 +67,7 @@ export class PackedLoader {
   #doc = 0;
   #offset = 0;
 
-  constructor(data: TokenData, options: LoaderOptions, cursor?: LoaderCursor) {
+  constructor(data: TokenData | TokenSource, options: LoaderOptions, cursor?: LoaderCursor) {
     const { seqLen, batch } = options;
     if (!Number.isInteger(seqLen) || seqLen < 1 || !Number.isInteger(batch) || batch < 1) {
       throw new ShapeError(`seq_len and batch must be positive integers, got ${seqLen} and ${batch}`);
@@ -81,7 +78,7 @@ export class PackedLoader {
     }
     this.seqLen = seqLen;
     this.batch = batch;
-    this.#data = data;
+    this.#source = "read" in data ? data : memoryTokenSource(data);
     this.#eosId = options.eosId;
     this.#shuffle = options.shuffle ?? true;
     this.#rng = new Rng(options.seed);
@@ -116,11 +113,8 @@ export class PackedLoader {
     const targets = new Int32Array(this.batch * T);
     const window = new Int32Array(T + 1);
     for (let b = 0; b < this.batch; b++) {
-      window[0] = this.#peek();
-      for (let t = 1; t <= T; t++) {
-        this.#advance();
-        window[t] = this.#peek();
-      }
+      this.#take(window.subarray(0, T));
+      window[T] = this.#peek();
       inputs.set(window.subarray(0, T), b * T);
       targets.set(window.subarray(1), b * T);
     }
@@ -128,7 +122,7 @@ export class PackedLoader {
   }
 
   #docLength(doc: number): number {
-    return this.#data.docOffsets[doc + 1] - this.#data.docOffsets[doc];
+    return this.#source.docOffsets[doc + 1] - this.#source.docOffsets[doc];
   }
 
   #startEpoch(epoch: number): void {
@@ -140,17 +134,34 @@ export class PackedLoader {
     this.#offset = 0;
   }
 
-  #peek(): number {
-    const doc = this.#order[this.#doc];
-    if (this.#offset === this.#docLength(doc)) return this.#eosId;
-    return this.#data.tokens[this.#data.docOffsets[doc] + this.#offset];
+  /** Fills `out` with the next stream tokens and moves past them, copying a document run at a time. */
+  #take(out: Int32Array): void {
+    for (let at = 0; at < out.length;) {
+      const doc = this.#order[this.#doc];
+      const start = this.#source.docOffsets[doc];
+      const length = this.#source.docOffsets[doc + 1] - start;
+      if (this.#offset === length) {
+        out[at++] = this.#eosId;
+        this.#offset = 0;
+        this.#doc++;
+        if (this.#doc === this.#docCount) this.#startEpoch(this.#epoch + 1);
+        continue;
+      }
+      const n = Math.min(out.length - at, length - this.#offset, READ_BUFFER_TOKENS);
+      const from = start + this.#offset;
+      out.set(this.#source.read(from, from + n, start + length), at);
+      at += n;
+      this.#offset += n;
+    }
   }
 
-  #advance(): void {
-    this.#offset++;
-    if (this.#offset <= this.#docLength(this.#order[this.#doc])) return;
-    this.#offset = 0;
-    this.#doc++;
-    if (this.#doc === this.#docCount) this.#startEpoch(this.#epoch + 1);
+  /** The next stream token, without moving past it. */
+  #peek(): number {
+    const doc = this.#order[this.#doc];
+    const start = this.#source.docOffsets[doc];
+    const length = this.#source.docOffsets[doc + 1] - start;
+    if (this.#offset === length) return this.#eosId;
+    const at = start + this.#offset;
+    return this.#source.read(at, at + 1, start + length)[0];
   }
 }

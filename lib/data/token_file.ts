@@ -1,11 +1,13 @@
 // Token files: safetensors holding `tokens` (u16 when the vocabulary fits, else u32) [N] with every
 // document's tokens back to back, `doc_offsets` i64 [docs+1] (document d is tokens[off[d]:off[d+1]]),
 // and metadata naming the tokenizer. EOS tokens are NOT stored: the loader appends one after every
-// document, so a token file stays usable with any EOS convention.
+// document, so a token file stays usable with any EOS convention. Opening reads only the header and
+// `doc_offsets`; token ids are read by byte range on demand (openTokenFile), so corpora larger than
+// memory work.
 
 import { FileFormatError } from "../errors.ts";
 import { SafetensorsFile, writeSafetensors } from "../safetensors/mod.ts";
-import type { TokenData } from "./loader.ts";
+import { READ_BUFFER_TOKENS, type TokenData, type TokenSource } from "./token_source.ts";
 
 /** `format` metadata value of every token file. */
 export const TOKEN_FILE_FORMAT = "harpe-tokens";
@@ -93,15 +95,90 @@ function metadataInt(path: string, metadata: Record<string, string>, key: string
   return value;
 }
 
+/** Throws when an id of `ids` (tokens from `first` on) is outside the vocabulary. */
+function checkIds(
+  path: string,
+  ids: Uint16Array | Uint32Array,
+  options: { vocabSize: number; first: number },
+): void {
+  let max = 0;
+  for (let i = 0; i < ids.length; i++) if (ids[i] > max) max = ids[i];
+  if (max < options.vocabSize) return;
+  const at = options.first + ids.indexOf(max);
+  throw bad(path, `token id ${max} (token ${at}) is outside the vocabulary of ${options.vocabSize}`, {
+    expected: `< ${options.vocabSize}`,
+    actual: max,
+  });
+}
+
 /**
- * Reads and validates a whole token file (tokens in memory).
+ * An open token file: header, metadata and `doc_offsets` [docs+1] in memory; token ids read on demand
+ * through one reusable buffer of READ_BUFFER_TOKENS ids, each checked against the vocabulary as it is
+ * read. Close it when done.
  *
  * @example
  * ```ts
- * const { tokens, docOffsets, info } = await readTokenFile("data/train.tokens");
+ * const file = await openTokenFile("data/train.tokens");
+ * const firstDoc = file.read(file.docOffsets[0], file.docOffsets[1], file.docOffsets[1]);
+ * file.close();
  * ```
  */
-export async function readTokenFile(path: string): Promise<TokenFile> {
+export class TokenFileReader implements TokenSource {
+  #bytes: Uint8Array;
+  #ids: Uint16Array | Uint32Array;
+  #bufferStart = 0;
+  #bufferEnd = 0;
+  /** 2 for a U16 file, 4 for U32. */
+  readonly bytesPerToken: number;
+
+  constructor(
+    readonly path: string,
+    readonly info: TokenFileInfo,
+    readonly docOffsets: Float64Array,
+    private readonly file: SafetensorsFile,
+  ) {
+    const Ids = file.info("tokens").dtype === "U16" ? Uint16Array : Uint32Array;
+    this.bytesPerToken = Ids.BYTES_PER_ELEMENT;
+    const buffer = new ArrayBuffer(READ_BUFFER_TOKENS * Ids.BYTES_PER_ELEMENT);
+    this.#bytes = new Uint8Array(buffer);
+    this.#ids = new Ids(buffer);
+  }
+
+  /** Tokens [start, end) (at most READ_BUFFER_TOKENS), reading ahead up to `until`; see TokenSource. */
+  read(start: number, end: number, until: number): Uint16Array | Uint32Array {
+    if (start < this.#bufferStart || end > this.#bufferEnd) {
+      const count = Math.min(Math.max(until, end), this.info.tokens) - start;
+      if (end - start > READ_BUFFER_TOKENS || count < end - start || start < 0) {
+        throw new RangeError(
+          `Cannot read tokens [${start}, ${end}) of "${this.path}": at most ${READ_BUFFER_TOKENS} of its ${this.info.tokens} at a time`,
+        );
+      }
+      const filled = Math.min(count, READ_BUFFER_TOKENS);
+      const size = this.bytesPerToken;
+      this.file.readInto("tokens", this.#bytes.subarray(0, filled * size), { start: start * size });
+      checkIds(this.path, this.#ids.subarray(0, filled), { vocabSize: this.info.vocabSize, first: start });
+      this.#bufferStart = start;
+      this.#bufferEnd = start + filled;
+    }
+    return this.#ids.subarray(start - this.#bufferStart, end - this.#bufferStart);
+  }
+
+  /** Closes the file; later reads fail. */
+  close(): void {
+    this.file.close();
+  }
+}
+
+/**
+ * Opens and validates a token file, reading only its header and `doc_offsets`.
+ *
+ * @example
+ * ```ts
+ * const data = await openTokenFile("data/train.tokens");
+ * const loader = new PackedLoader(data, { seqLen: 256, batch: 4, seed: 1, eosId: data.info.eosId });
+ * ```
+ */
+export async function openTokenFile(path: string): Promise<TokenFileReader> {
   const file = await SafetensorsFile.open(path);
   try {
     const meta = file.metadata;
@@ -128,7 +205,13 @@ export async function readTokenFile(path: string): Promise<TokenFile> {
         actual: `${offsetsInfo.dtype} ${offsetsInfo.shape}`,
       });
     }
-    const tokens = await file.readTyped("tokens") as Uint16Array | Uint32Array;
+    if (eosId >= vocabSize) {
+      throw bad(path, `eos_id ${eosId} is outside the vocabulary of ${vocabSize}`, {
+        expected: `< ${vocabSize}`,
+        actual: eosId,
+      });
+    }
+    const tokenCount = tokensInfo.shape[0];
     const raw = await file.readBytes("doc_offsets");
     const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
     const docOffsets = new Float64Array(offsetsInfo.shape[0]);
@@ -142,33 +225,47 @@ export async function readTokenFile(path: string): Promise<TokenFile> {
         );
       }
     }
-    if (docOffsets[docOffsets.length - 1] !== tokens.length) {
+    if (docOffsets[docOffsets.length - 1] !== tokenCount) {
       throw bad(
         path,
-        `doc_offsets ends at ${docOffsets[docOffsets.length - 1]} but there are ${tokens.length} tokens`,
+        `doc_offsets ends at ${docOffsets[docOffsets.length - 1]} but there are ${tokenCount} tokens`,
       );
     }
-    let maxId = eosId;
-    for (let i = 0; i < tokens.length; i++) if (tokens[i] > maxId) maxId = tokens[i];
-    if (maxId >= vocabSize) {
-      throw bad(path, `token id ${maxId} is outside the vocabulary of ${vocabSize}`, {
-        expected: `< ${vocabSize}`,
-        actual: maxId,
-      });
-    }
-    return {
-      tokens,
-      docOffsets,
-      info: {
-        tokenizer: meta.tokenizer ?? "",
-        tokenizerSha256: meta.tokenizer_sha256 ?? "",
-        vocabSize,
-        eosId,
-        documents: docOffsets.length - 1,
-        tokens: tokens.length,
-      },
+    const info = {
+      tokenizer: meta.tokenizer ?? "",
+      tokenizerSha256: meta.tokenizer_sha256 ?? "",
+      vocabSize,
+      eosId,
+      documents: docOffsets.length - 1,
+      tokens: tokenCount,
     };
-  } finally {
+    return new TokenFileReader(path, info, docOffsets, file);
+  } catch (error) {
     file.close();
+    throw error;
+  }
+}
+
+/**
+ * Reads and validates a whole token file (tokens in memory); training reads lazily with openTokenFile.
+ *
+ * @example
+ * ```ts
+ * const { tokens, docOffsets, info } = await readTokenFile("data/train.tokens");
+ * ```
+ */
+export async function readTokenFile(path: string): Promise<TokenFile> {
+  const reader = await openTokenFile(path);
+  try {
+    const { info, docOffsets } = reader;
+    const Ids = reader.bytesPerToken === 2 ? Uint16Array : Uint32Array;
+    const tokens = new Ids(info.tokens);
+    for (let at = 0; at < info.tokens; at += READ_BUFFER_TOKENS) {
+      const end = Math.min(at + READ_BUFFER_TOKENS, info.tokens);
+      tokens.set(reader.read(at, end, end), at);
+    }
+    return { tokens, docOffsets, info };
+  } finally {
+    reader.close();
   }
 }

@@ -5,7 +5,8 @@ import { ConfigError, PathError, ShapeError } from "../errors.ts";
 import type { Engine, TensorDType } from "../engine/engine.ts";
 import { IGNORE_INDEX } from "../engine/engine.ts";
 import { Rng } from "../data/rng.ts";
-import { readTokenFile } from "../data/token_file.ts";
+import { openTokenFile } from "../data/token_file.ts";
+import { READ_BUFFER_TOKENS } from "../data/token_source.ts";
 import { loadModel } from "../model/load.ts";
 import type { Model } from "../model/model.ts";
 import { DecodeSession, tokenLosses } from "../model/decode.ts";
@@ -116,18 +117,28 @@ function checkOptions(checkpoints: string[], options: EvalOptions): void {
   }
 }
 
-/** The evaluation text of perplexity: documents back to back with EOS after each, as training sees them. */
-async function readStream(path: string): Promise<{ tokens: Uint32Array; vocabSize: number }> {
-  const file = await readTokenFile(path);
-  const documents = file.docOffsets.length - 1;
-  const out = new Uint32Array(file.tokens.length + documents);
-  let at = 0;
-  for (let d = 0; d < documents; d++) {
-    out.set(file.tokens.subarray(file.docOffsets[d], file.docOffsets[d + 1]), at);
-    at += file.docOffsets[d + 1] - file.docOffsets[d];
-    out[at++] = file.info.eosId;
+/** The evaluation text of perplexity: documents back to back with EOS after each, as training sees them;
+ * only its first `count` tokens (all of it when shorter), read by range from the token file. */
+async function readStream(path: string, count: number): Promise<{ tokens: Uint32Array; vocabSize: number }> {
+  const file = await openTokenFile(path);
+  try {
+    const { docOffsets, info } = file;
+    const out = new Uint32Array(Math.min(count, info.tokens + info.documents));
+    let at = 0;
+    for (let d = 0; d < info.documents && at < out.length; d++) {
+      const end = docOffsets[d + 1];
+      for (let from = docOffsets[d]; from < end && at < out.length;) {
+        const to = Math.min(end, from + READ_BUFFER_TOKENS, from + out.length - at);
+        out.set(file.read(from, to, end), at);
+        at += to - from;
+        from = to;
+      }
+      if (at < out.length) out[at++] = info.eosId;
+    }
+    return { tokens: out, vocabSize: info.vocabSize };
+  } finally {
+    file.close();
   }
-  return { tokens: out, vocabSize: file.info.vocabSize };
 }
 
 /**
@@ -162,7 +173,9 @@ export async function runEval(checkpoints: string[], options: EvalOptions): Prom
   const sentences = options.task === "niah"
     ? await readCorpusSentences(options.haystackDir ?? DEFAULT_CORPUS_DIR)
     : [];
-  const stream = options.task === "ppl" && pending.length > 0 ? await readStream(options.data!) : undefined;
+  const stream = options.task === "ppl" && pending.length > 0
+    ? await readStream(options.data!, samples * textTokens(options))
+    : undefined;
   for (const checkpoint of checkpoints) {
     const mine = pending.filter((cell) => cell.checkpoint === checkpoint);
     if (mine.length === 0) continue;

@@ -1,7 +1,7 @@
 // Held-out loss: the mean next-token loss of a model over the first batches of a token file, packed
 // in file order (no shuffling), so "before" and "after" numbers compare like with like.
 
-import { PackedLoader, type TokenData } from "../data/loader.ts";
+import { PackedLoader, type TokenData, type TokenSource } from "../data/loader.ts";
 import type { TrainableModel } from "./loop.ts";
 
 /** Options for {@link evaluateLoss}. */
@@ -26,7 +26,7 @@ export interface EvaluateOptions {
  */
 export async function evaluateLoss(
   model: TrainableModel,
-  data: TokenData,
+  data: TokenData | TokenSource,
   options: EvaluateOptions,
 ): Promise<number> {
   const batch = options.batch ?? 1;

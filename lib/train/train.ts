@@ -5,7 +5,7 @@ import { stringify as toYaml } from "yaml";
 import { readConfig } from "../checkpoint/config.ts";
 import { parseSize } from "../checkpoint/size.ts";
 import { PackedLoader } from "../data/loader.ts";
-import { readTokenFile } from "../data/token_file.ts";
+import { openTokenFile } from "../data/token_file.ts";
 import type { Communicator } from "../distributed/communicator.ts";
 import { rankShare } from "../distributed/data_parallel.ts";
 import type { Engine } from "../engine/engine.ts";
@@ -97,8 +97,14 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   const limit = config.memory_limit === undefined
     ? undefined
     : parseSize(String(config.memory_limit), { field: "memory_limit" });
-  const data = await readTokenFile(config.data);
-  const engine = await openEngine(config.device);
+  const data = await openTokenFile(config.data);
+  let engine: Engine;
+  try {
+    engine = await openEngine(config.device);
+  } catch (error) {
+    data.close();
+    throw error;
+  }
   let communicator: Communicator | undefined;
   try {
     communicator = await distributed?.connect(engine);
@@ -190,6 +196,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     throw error;
   } finally {
     engine.dispose();
+    data.close();
   }
 }
 
