@@ -62,7 +62,8 @@ export class PackedLoader {
   #docCount: number;
   #rng: Rng;
   #epochRng: RngState;
-  #order: number[] = [];
+  /** [docs] this epoch's document order: 4 bytes per document (a number[] takes 8). */
+  #order = new Uint32Array(0);
   #epoch = 0;
   #doc = 0;
   #offset = 0;
@@ -128,7 +129,8 @@ export class PackedLoader {
   #startEpoch(epoch: number): void {
     this.#epoch = epoch;
     this.#epochRng = this.#rng.state();
-    this.#order = Array.from({ length: this.#docCount }, (_, i) => i);
+    this.#order = new Uint32Array(this.#docCount);
+    for (let i = 0; i < this.#docCount; i++) this.#order[i] = i;
     if (this.#shuffle) this.#rng.shuffle(this.#order);
     this.#doc = 0;
     this.#offset = 0;

@@ -87,8 +87,8 @@ export class Rng {
     }
   }
 
-  /** Shuffles `items` in place (Fisher-Yates) and returns it. */
-  shuffle<T>(items: T[]): T[] {
+  /** Shuffles `items` (an array or typed array) in place (Fisher-Yates) and returns it. */
+  shuffle<A extends { length: number; [index: number]: unknown }>(items: A): A {
     for (let i = items.length - 1; i > 0; i--) {
       const j = this.nextBelow(i + 1);
       const tmp = items[i];
