@@ -2,11 +2,11 @@
 // into a temporary folder.
 
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
-import { listDir, PROJECT_ROOT, withTempDir } from "./harness.ts";
+import { DENO_RUN, listDir, PROJECT_ROOT, withTempDir } from "./harness.ts";
 
 async function runDemo(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", `${PROJECT_ROOT}demo/main.ts`, ...args],
+    args: [...DENO_RUN, "--allow-read", "--allow-write", `${PROJECT_ROOT}demo/main.ts`, ...args],
     stdout: "piped",
     stderr: "piped",
   }).output();

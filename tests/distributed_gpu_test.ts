@@ -5,7 +5,7 @@
 
 import { assert, assertEquals } from "./assert.ts";
 import { GPU, GPU_TEST } from "./cuda_compare.ts";
-import { PROJECT_ROOT, withTempDir } from "./harness.ts";
+import { DENO_RUN, PROJECT_ROOT, withTempDir } from "./harness.ts";
 import { Driver } from "../lib/engine/cuda/ffi/driver.ts";
 import { CudaEngine } from "../lib/engine/cuda/mod.ts";
 import { NcclCommunicator } from "../lib/distributed/nccl_communicator.ts";
@@ -19,7 +19,7 @@ const STEPS = 20;
  * the difference is 5e-8, float reordering; cuBLAS may pick other kernels for the half batch). */
 const LOSS_RTOL = 1e-4;
 const HARPE = [
-  "run",
+  ...DENO_RUN,
   "--allow-read",
   "--allow-write",
   "--allow-env",

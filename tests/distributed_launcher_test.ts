@@ -4,7 +4,7 @@
 // exit 1 and one line naming the rank; bad rank flags and a CPU config are exit 2.
 
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
-import { PROJECT_ROOT, withTempDir } from "./harness.ts";
+import { DENO_RUN, PROJECT_ROOT, withTempDir } from "./harness.ts";
 import { superviseRanks } from "../lib/distributed/mod.ts";
 import { loadTokenizer, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts";
 import { readLog } from "../lib/train/mod.ts";
@@ -14,7 +14,7 @@ const LONG_RUN_STEPS = 100_000;
 /** The launcher must stop rank 0 well before that. */
 const STOP_WITHIN_MS = 60_000;
 const HARPE = [
-  "run",
+  ...DENO_RUN,
   "--allow-read",
   "--allow-write",
   "--allow-env",

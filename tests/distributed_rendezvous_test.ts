@@ -3,7 +3,7 @@
 // timeout, a foreign file and a malformed --rendezvous.
 
 import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
-import { PROJECT_ROOT, withTempDir } from "./harness.ts";
+import { DENO_RUN, PROJECT_ROOT, withTempDir } from "./harness.ts";
 import { exchangeId, parseRendezvous, RendezvousError } from "../lib/distributed/mod.ts";
 import { ConfigError } from "../lib/errors.ts";
 
@@ -16,7 +16,7 @@ const PEER_TIMEOUT_MS = 20_000;
 function peer(spec: string, rank: number, worldSize: number, id?: string) {
   return new Deno.Command(Deno.execPath(), {
     args: [
-      "run",
+      ...DENO_RUN,
       "--allow-read",
       "--allow-write",
       "--allow-net",
@@ -126,7 +126,7 @@ Deno.test("a TCP rendezvous without network permission is a ConfigError that say
   for (const rank of [0, 1]) {
     const output = await new Deno.Command(Deno.execPath(), {
       args: [
-        "run",
+        ...DENO_RUN,
         "--allow-read",
         "--allow-write",
         PEER,

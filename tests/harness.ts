@@ -12,11 +12,18 @@ const ROOT = new URL("../", import.meta.url).pathname;
 /** The project root, ending with "/". */
 export const PROJECT_ROOT = ROOT;
 
+/**
+ * `deno run` with the project's existing node_modules used as is. With the default ("auto") every
+ * process takes a lock on node_modules, and test files running in parallel then print "Blocking
+ * waiting for file lock" on stderr, which breaks the one-line-message assertions.
+ */
+export const DENO_RUN: readonly string[] = ["run", "--node-modules-dir=manual"];
+
 /** Runs `harpe ARGS...` with the same permissions as the `harpe` task and collects its output. */
 export async function runHarpe(args: string[], options: { cwd?: string } = {}): Promise<RunResult> {
   const command = new Deno.Command(Deno.execPath(), {
     args: [
-      "run",
+      ...DENO_RUN,
       "--allow-read",
       "--allow-write",
       "--allow-env",

@@ -2,7 +2,7 @@
 // --resume, and its log and final weights must equal an uninterrupted run's, bit for bit.
 
 import { assert, assertEquals } from "./assert.ts";
-import { PROJECT_ROOT, runHarpe, withTempDir } from "./harness.ts";
+import { DENO_RUN, PROJECT_ROOT, runHarpe, withTempDir } from "./harness.ts";
 import { loadTokenizer, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts";
 import { readLog } from "../lib/train/mod.ts";
 import { SafetensorsFile } from "../lib/safetensors/mod.ts";
@@ -52,7 +52,7 @@ Deno.test("resume after SIGKILL gives bit-identical losses and weights", async (
 
     const child = new Deno.Command(Deno.execPath(), {
       args: [
-        "run",
+        ...DENO_RUN,
         "--allow-read",
         "--allow-write",
         "--allow-env",

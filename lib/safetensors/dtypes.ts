@@ -226,9 +226,12 @@ export function f32ToF16(values: Float32Array, out?: Uint16Array): Uint16Array {
  * ```
  */
 export function f16ToF32(bits: Uint16Array, out?: Float32Array): Float32Array {
-  const table = f16ToF32Table();
+  // Copied as 32-bit words: a copy through JS numbers may quiet signalling-NaN payloads, and whether it
+  // does depends on V8's compilation tier (seen as a rare mismatch between two identical calls).
+  const table = new Uint32Array(f16ToF32Table().buffer);
   out = output(out, bits.length, (n) => new Float32Array(n));
-  for (let i = 0; i < bits.length; i++) out[i] = table[bits[i]];
+  const words = new Uint32Array(out.buffer, out.byteOffset, bits.length);
+  for (let i = 0; i < bits.length; i++) words[i] = table[bits[i]];
   return out;
 }
 
