@@ -11,8 +11,7 @@ import { verifyReference } from "../lib/model/verify_reference.ts";
 import { AdamW } from "../lib/train/optimizer.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { cudaEngine, GPU_TEST } from "./cuda_compare.ts";
-import { PROJECT_ROOT, withTempDir } from "./harness.ts";
-import { loadTokenizer, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts";
+import { PROJECT_ROOT, withTempDir, writeCorpusTokens } from "./harness.ts";
 import { parseTrainConfig, readLog, train } from "../lib/train/mod.ts";
 import { openEngine } from "../lib/engine/open.ts";
 
@@ -182,17 +181,7 @@ Deno.test({
   ...GPU_TEST,
   async fn() {
     await withTempDir(async (dir) => {
-      const tokenizer = await loadTokenizer(`${PROJECT_ROOT}fixtures/tiny/tokenizer.json`);
-      const data = await tokenizeFiles(
-        [`${PROJECT_ROOT}fixtures/corpus/1790_george_washington_n.txt`],
-        tokenizer,
-      );
-      await writeTokenFile(`${dir}/train.tokens`, data, {
-        tokenizer: "tiny",
-        tokenizerSha256: tokenizer.sha256,
-        vocabSize: tokenizer.vocabSize,
-        eosId: tokenizer.eosId,
-      });
+      await writeCorpusTokens(`${dir}/train.tokens`);
       const run = async (device: "cpu" | "cuda", precision: Precision) => {
         const config = parseTrainConfig({
           model: `${PROJECT_ROOT}fixtures/tiny`,

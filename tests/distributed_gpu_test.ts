@@ -5,12 +5,11 @@
 
 import { assert, assertEquals } from "./assert.ts";
 import { GPU, GPU_TEST } from "./cuda_compare.ts";
-import { DENO_RUN, PROJECT_ROOT, withTempDir } from "./harness.ts";
+import { DENO_RUN, PROJECT_ROOT, withTempDir, writeCorpusTokens } from "./harness.ts";
 import { Driver } from "../lib/engine/cuda/ffi/driver.ts";
 import { CudaEngine } from "../lib/engine/cuda/mod.ts";
 import { NcclCommunicator } from "../lib/distributed/nccl_communicator.ts";
 import { parseRendezvous } from "../lib/distributed/mod.ts";
-import { loadTokenizer, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts";
 import { readLog } from "../lib/train/mod.ts";
 
 const GPUS = GPU ? Driver.open().deviceCount() : 0;
@@ -72,17 +71,7 @@ Deno.test({
   ignore: GPUS < 2,
   async fn() {
     await withTempDir(async (dir) => {
-      const tokenizer = await loadTokenizer(`${PROJECT_ROOT}fixtures/tiny/tokenizer.json`);
-      const data = await tokenizeFiles(
-        [`${PROJECT_ROOT}fixtures/corpus/1790_george_washington_n.txt`],
-        tokenizer,
-      );
-      await writeTokenFile(`${dir}/train.tokens`, data, {
-        tokenizer: "tiny",
-        tokenizerSha256: tokenizer.sha256,
-        vocabSize: tokenizer.vocabSize,
-        eosId: tokenizer.eosId,
-      });
+      await writeCorpusTokens(`${dir}/train.tokens`);
       await Deno.writeTextFile(
         `${dir}/train.yaml`,
         [

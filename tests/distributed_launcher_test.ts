@@ -4,9 +4,8 @@
 // exit 1 and one line naming the rank; bad rank flags and a CPU config are exit 2.
 
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
-import { DENO_RUN, PROJECT_ROOT, withTempDir } from "./harness.ts";
+import { DENO_RUN, PROJECT_ROOT, withTempDir, writeCorpusTokens } from "./harness.ts";
 import { superviseRanks } from "../lib/distributed/mod.ts";
-import { loadTokenizer, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts";
 import { readLog } from "../lib/train/mod.ts";
 
 /** Steps of the run that rank 0 would do if nobody stopped it (minutes on the CPU). */
@@ -24,17 +23,7 @@ const HARPE = [
 ];
 
 async function makeRun(dir: string, device: string): Promise<void> {
-  const tokenizer = await loadTokenizer(`${PROJECT_ROOT}fixtures/tiny/tokenizer.json`);
-  const data = await tokenizeFiles(
-    [`${PROJECT_ROOT}fixtures/corpus/1790_george_washington_n.txt`],
-    tokenizer,
-  );
-  await writeTokenFile(`${dir}/train.tokens`, data, {
-    tokenizer: "tiny",
-    tokenizerSha256: tokenizer.sha256,
-    vocabSize: tokenizer.vocabSize,
-    eosId: tokenizer.eosId,
-  });
+  await writeCorpusTokens(`${dir}/train.tokens`);
   await Deno.writeTextFile(`${dir}/not-tokens.txt`, "plain text, not a token file\n");
   await Deno.writeTextFile(
     `${dir}/train.yaml`,

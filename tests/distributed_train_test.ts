@@ -4,9 +4,8 @@
 // checkpoint on 2 ranks) onto the same curve. Also: each rank's share of the global batch.
 
 import { assert, assertEquals, assertThrows } from "./assert.ts";
-import { PROJECT_ROOT, withTempDir } from "./harness.ts";
+import { PROJECT_ROOT, withTempDir, writeCorpusTokens } from "./harness.ts";
 import { memoryCommunicators } from "./distributed_memory_communicator.ts";
-import { loadTokenizer, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts";
 import { rankMicroBatches, rankShare } from "../lib/distributed/mod.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { parseTrainConfig, readLog, train } from "../lib/train/mod.ts";
@@ -27,20 +26,6 @@ const WEIGHT_ATOL = 1e-6;
 const BF16_LOSS_RTOL = 1e-3;
 /** ... and the mean absolute weight difference (measured 6.9e-6; 86 of 158016 weights moved > 1e-3). */
 const BF16_MEAN_WEIGHT_ATOL = 1e-4;
-
-async function makeTokens(path: string): Promise<void> {
-  const tokenizer = await loadTokenizer(`${PROJECT_ROOT}fixtures/tiny/tokenizer.json`);
-  const data = await tokenizeFiles(
-    [`${PROJECT_ROOT}fixtures/corpus/1790_george_washington_n.txt`],
-    tokenizer,
-  );
-  await writeTokenFile(path, data, {
-    tokenizer: "tiny",
-    tokenizerSha256: tokenizer.sha256,
-    vocabSize: tokenizer.vocabSize,
-    eosId: tokenizer.eosId,
-  });
-}
 
 function config(dir: string, out: string, reduce: "f32" | "bf16" = "f32") {
   return parseTrainConfig({
@@ -171,7 +156,7 @@ Deno.test("rank shares: contiguous slices of the global batch, micro-batches nev
 
 Deno.test("2 and 4 simulated ranks follow the 1-rank loss curve and end at its weights; resume across rank counts", async () => {
   await withTempDir(async (dir) => {
-    await makeTokens(`${dir}/train.tokens`);
+    await writeCorpusTokens(`${dir}/train.tokens`);
     await trainRanks(dir, "one", 1);
     await trainRanks(dir, "two", 2);
     await trainRanks(dir, "four", 4);

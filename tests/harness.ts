@@ -1,5 +1,7 @@
 // Test helpers: run the CLI as a subprocess, make temporary directories, find the shared fixtures.
 
+import { loadTokenizer, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts";
+
 /** What a CLI run returned. */
 export interface RunResult {
   code: number;
@@ -56,4 +58,22 @@ export async function listDir(dir: string): Promise<string[]> {
   const names: string[] = [];
   for await (const entry of Deno.readDir(dir)) names.push(entry.name);
   return names.sort();
+}
+
+/**
+ * Writes a token file of fixture corpus texts (fixtures/corpus/<name>) tokenized with the tiny model's
+ * tokenizer: the training data of the end-to-end tests.
+ */
+export async function writeCorpusTokens(
+  path: string,
+  files: string[] = ["1790_george_washington_n.txt"],
+): Promise<void> {
+  const tokenizer = await loadTokenizer(`${ROOT}fixtures/tiny/tokenizer.json`);
+  const data = await tokenizeFiles(files.map((f) => `${ROOT}fixtures/corpus/${f}`), tokenizer);
+  await writeTokenFile(path, data, {
+    tokenizer: "tiny",
+    tokenizerSha256: tokenizer.sha256,
+    vocabSize: tokenizer.vocabSize,
+    eosId: tokenizer.eosId,
+  });
 }

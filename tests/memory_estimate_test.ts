@@ -3,7 +3,7 @@
 // wrapping engine), the engine constants it mirrors, and the refusal (library and CLI, exit 2).
 
 import { assert, assertEquals, assertStringIncludes, assertThrows } from "./assert.ts";
-import { listDir, PROJECT_ROOT, runHarpe, withTempDir } from "./harness.ts";
+import { listDir, PROJECT_ROOT, runHarpe, withTempDir, writeCorpusTokens } from "./harness.ts";
 import { readConfig } from "../lib/checkpoint/config.ts";
 import type { ModelConfig } from "../lib/checkpoint/model_config.ts";
 import { CpuEngine } from "../lib/engine/cpu/mod.ts";
@@ -16,7 +16,6 @@ import { FLASH_HEAD_DIMS } from "../lib/engine/cuda/flash_attention.ts";
 import type { Driver } from "../lib/engine/cuda/ffi/driver.ts";
 import { hasCuda } from "../lib/engine/cuda/mod.ts";
 import { Model } from "../lib/model/mod.ts";
-import { loadTokenizer, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts";
 import {
   AdamW,
   checkMemoryFits,
@@ -283,23 +282,9 @@ Deno.test({
   },
 });
 
-async function makeTokens(path: string): Promise<void> {
-  const tokenizer = await loadTokenizer(`${PROJECT_ROOT}fixtures/tiny/tokenizer.json`);
-  const data = await tokenizeFiles(
-    [`${PROJECT_ROOT}fixtures/corpus/1790_george_washington_n.txt`],
-    tokenizer,
-  );
-  await writeTokenFile(path, data, {
-    tokenizer: "tiny",
-    tokenizerSha256: tokenizer.sha256,
-    vocabSize: tokenizer.vocabSize,
-    eosId: tokenizer.eosId,
-  });
-}
-
 Deno.test("harpe train: prints the estimate; refuses with exit 2 under a 1 GiB memory_limit, writing nothing", async () => {
   await withTempDir(async (dir) => {
-    await makeTokens(`${dir}/train.tokens`);
+    await writeCorpusTokens(`${dir}/train.tokens`);
     await Deno.writeTextFile(
       `${dir}/train.yaml`,
       `model: ${PROJECT_ROOT}fixtures/tiny\ndata: train.tokens\nout: run\nseq_len: 32\nsteps: 1\noptimizer: {lr: 0.001}\n`,

@@ -2,9 +2,8 @@
 // bases, and a resume with another plan is refused.
 
 import { assertEquals, assertStringIncludes } from "./assert.ts";
-import { listDir, PROJECT_ROOT, runHarpe, withTempDir } from "./harness.ts";
+import { listDir, PROJECT_ROOT, runHarpe, withTempDir, writeCorpusTokens } from "./harness.ts";
 import { readConfig } from "../lib/checkpoint/mod.ts";
-import { loadTokenizer, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts";
 import { makePlan, stringifyPlan } from "../lib/harpe/mod.ts";
 import { sha256Hex } from "../lib/util/hash.ts";
 
@@ -24,17 +23,7 @@ async function writePlan(path: string, bases: number[]): Promise<void> {
 
 Deno.test("harpe train with plan: converts into <out>/model, trains HARPE, refuses another plan on resume", async () => {
   await withTempDir(async (dir) => {
-    const tokenizer = await loadTokenizer(`${TINY}/tokenizer.json`);
-    const data = await tokenizeFiles(
-      [`${PROJECT_ROOT}fixtures/corpus/1790_george_washington_n.txt`],
-      tokenizer,
-    );
-    await writeTokenFile(`${dir}/train.tokens`, data, {
-      tokenizer: "tiny",
-      tokenizerSha256: tokenizer.sha256,
-      vocabSize: tokenizer.vocabSize,
-      eosId: tokenizer.eosId,
-    });
+    await writeCorpusTokens(`${dir}/train.tokens`);
     await writePlan(`${dir}/plan.yaml`, [20000, 300000]);
     await Deno.writeTextFile(
       `${dir}/train.yaml`,

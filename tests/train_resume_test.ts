@@ -2,27 +2,12 @@
 // --resume, and its log and final weights must equal an uninterrupted run's, bit for bit.
 
 import { assert, assertEquals } from "./assert.ts";
-import { DENO_RUN, PROJECT_ROOT, runHarpe, withTempDir } from "./harness.ts";
-import { loadTokenizer, tokenizeFiles, writeTokenFile } from "../lib/data/mod.ts";
+import { DENO_RUN, PROJECT_ROOT, runHarpe, withTempDir, writeCorpusTokens } from "./harness.ts";
 import { readLog } from "../lib/train/mod.ts";
 import { SafetensorsFile } from "../lib/safetensors/mod.ts";
 
 const STEPS = 24;
 const POLL_MS = 10;
-
-async function makeTokens(path: string): Promise<void> {
-  const tokenizer = await loadTokenizer(`${PROJECT_ROOT}fixtures/tiny/tokenizer.json`);
-  const files = ["1790_george_washington_n.txt", "1813_james_madison_dr.txt"].map((f) =>
-    `${PROJECT_ROOT}fixtures/corpus/${f}`
-  );
-  const data = await tokenizeFiles(files, tokenizer);
-  await writeTokenFile(path, data, {
-    tokenizer: "tiny",
-    tokenizerSha256: tokenizer.sha256,
-    vocabSize: tokenizer.vocabSize,
-    eosId: tokenizer.eosId,
-  });
-}
 
 async function exists(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
@@ -30,7 +15,10 @@ async function exists(path: string): Promise<boolean> {
 
 Deno.test("resume after SIGKILL gives bit-identical losses and weights", async () => {
   await withTempDir(async (dir) => {
-    await makeTokens(`${dir}/train.tokens`);
+    await writeCorpusTokens(`${dir}/train.tokens`, [
+      "1790_george_washington_n.txt",
+      "1813_james_madison_dr.txt",
+    ]);
     await Deno.writeTextFile(
       `${dir}/train.yaml`,
       [
