@@ -99,16 +99,17 @@ async function runOn(
 /**
  * Runs `op` on the CPU engine (f32, on bf16-rounded inputs in bf16 mode) and on the CUDA engine (act
  * tensors in `mode`), and throws unless every checked tensor agrees within `tolerance` (relativeError).
- * Returns the errors by tensor name.
+ * Returns the errors by tensor name. `engine`: the CUDA engine to use (default: the file's shared one).
  */
 export async function compareOp(
   mode: "f32" | "bf16",
   specs: Record<string, TensorSpec>,
   op: (e: Engine, t: Record<string, Tensor>) => void,
   tolerance: number,
+  engine?: CudaEngine,
 ): Promise<Record<string, number>> {
   const expected = await runOn(new CpuEngine(), mode, specs, op, true);
-  const actual = await runOn(await cudaEngine(), mode, specs, op, false);
+  const actual = await runOn(engine ?? await cudaEngine(), mode, specs, op, false);
   const errors: Record<string, number> = {};
   for (const name of Object.keys(expected)) {
     const error = relativeError(actual[name], expected[name]);

@@ -7,7 +7,7 @@ import { IGNORE_INDEX } from "../lib/engine/engine.ts";
 import { UnsupportedError } from "../lib/errors.ts";
 import { assert, assertThrows } from "./assert.ts";
 import { compareOp, cudaEngine, GPU_TEST, randint, randn } from "./cuda_compare.ts";
-import { DeviceMemoryError } from "../lib/engine/cuda/mod.ts";
+import { CudaEngine, DeviceMemoryError } from "../lib/engine/cuda/mod.ts";
 
 /** Relative tolerance (max |cuda - cpu| / max |cpu|) by mode: f32 arithmetic vs bf16-rounded outputs. */
 const TOLERANCE = { f32: 1e-4, bf16: 2e-2 } as const;
@@ -175,13 +175,17 @@ gpuTest("swiglu forward and backward", async (mode) => {
   }, TOLERANCE[mode]);
 });
 
-gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", async (mode) => {
-  // V = 50: scalar rows; 64: rows held in registers; 32772: vectorized two-pass rows
-  for (const [n, c, v] of [[23, 24, 50], [16, 32, 64], [5, 8, 32772]]) {
-    const targets = randint(n, v);
-    targets[3] = IGNORE_INDEX;
-    targets[n - 1] = IGNORE_INDEX;
-    await compareOp(mode, {
+/** Compares the fused lm head + cross-entropy (losses with and without gradients, dhidden, dweight)
+ * for hidden [N, C], weight [V, C] and the given targets. */
+async function compareCrossEntropy(
+  mode: "f32" | "bf16",
+  [n, c, v]: readonly [number, number, number],
+  targets: Int32Array,
+  engine?: CudaEngine,
+): Promise<void> {
+  await compareOp(
+    mode,
+    {
       hidden: { shape: [n, c], data: randn(n * c) },
       weight: { shape: [v, c], data: randn(v * c) },
       targets: { shape: [n], kind: "i32", data: targets },
@@ -189,7 +193,8 @@ gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", asyn
       dhidden: { shape: [n, c], data: randn(n * c), check: true },
       dweight: { shape: [v, c], kind: "f32", data: randn(v * c), check: true },
       lossesOnly: { shape: [n], kind: "f32", data: randn(n), check: true },
-    }, (e, t) => {
+    },
+    (e, t) => {
       e.crossEntropy({
         losses: t.losses,
         hidden: t.hidden,
@@ -200,7 +205,38 @@ gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", asyn
         scale: 1 / 21,
       });
       e.crossEntropy({ losses: t.lossesOnly, hidden: t.hidden, weight: t.weight, targets: t.targets });
-    }, TOLERANCE[mode]);
+    },
+    TOLERANCE[mode],
+    engine,
+  );
+}
+
+gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", async (mode) => {
+  // V = 50: scalar rows; 64: prefetching rows (7-row chunks: one row per block); 32772: vectorized
+  // two-pass rows
+  for (const [n, c, v] of [[23, 24, 50], [16, 32, 64], [5, 8, 32772]] as const) {
+    const targets = randint(n, v);
+    targets[3] = IGNORE_INDEX;
+    targets[n - 1] = IGNORE_INDEX;
+    await compareCrossEntropy(mode, [n, c, v], targets);
+  }
+});
+
+let wholeChunkEngine: Promise<CudaEngine> | null = null;
+
+gpuTest("cross-entropy rows of the persistent prefetching kernel: more rows than SMs", async (mode) => {
+  // One chunk of 300 rows: blocks loop over rows (300 is not a multiple of the grid, one block per SM);
+  // ignored rows first, as a block's second row (its copy skipped) and in a run of two.
+  wholeChunkEngine ??= CudaEngine.open({ crossEntropyChunkRows: 1000 });
+  const engine = await wholeChunkEngine;
+  const sms = engine.device.info.multiprocessors;
+  for (const v of [32000, 4100, 32768]) {
+    const n = 300;
+    const targets = randint(n, v);
+    for (const r of [0, sms, sms + 1, 2 * sms + 5]) if (r < n) targets[r] = IGNORE_INDEX;
+    targets[n - 2] = v - 1;
+    targets[1] = 0;
+    await compareCrossEntropy(mode, [n, 8, v], targets, engine);
   }
 });
 

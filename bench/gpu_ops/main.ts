@@ -154,26 +154,52 @@ const { C, F, H, K, D, V } = MODEL;
   );
   for (const t of [param, grad, m, v, norm]) engine.free(t);
 }
-{
-  const rowsCE = 2048;
-  const logits = engine.alloc([rowsCE, V], "f32"), dlogits = engine.alloc([rowsCE, V], "bf16");
-  const losses = engine.alloc([rowsCE], "f32"), targets = engine.alloc([rowsCE], "i32");
+/** Rows of the cross-entropy row-kernel benchmarks, and the Llama-3 vocabulary for the two-pass kernel. */
+const CE_ROWS = 2048;
+const LLAMA3_VOCAB = 128256;
+/** Times one cross-entropy row kernel on [CE_ROWS, vocab] f32 logits -> bf16 dlogits (bytes: logits read
+ * once + dlogits written once, as the engine launches it). */
+function crossEntropyRows(label: string, vocab: number, kernel: string, threads: number): void {
+  const logits = engine.alloc([CE_ROWS, vocab], "f32"), dlogits = engine.alloc([CE_ROWS, vocab], "bf16");
+  const losses = engine.alloc([CE_ROWS], "f32"), targets = engine.alloc([CE_ROWS], "i32");
   random(logits, 5);
-  engine.upload(targets, Int32Array.from({ length: rowsCE }, () => Math.floor(Math.random() * V)));
+  engine.upload(targets, Int32Array.from({ length: CE_ROWS }, () => Math.floor(Math.random() * vocab)));
   const p = (t: Tensor) => (t as CudaTensor).pointer;
-  const ceArgs = [p(logits), p(dlogits), p(losses), p(targets), { i32: V }, { f32: 1 }, { i32: 1 }];
-  bandwidth(
-    "cross-entropy rows in registers (f32 logits -> bf16 dlogits) [2048, V]",
-    rowsCE * V * 6,
-    () => device.launch("cross_entropy_rows_reg_bf16", rowsCE, 1024, ceArgs),
-  );
-  bandwidth(
-    "cross-entropy rows, two passes (for V > 32768) [2048, V]",
-    rowsCE * V * 6,
-    () => device.launch("cross_entropy_rows_bf16", rowsCE, 1024, [...ceArgs, { i32: 1 }]),
-  );
+  const head = [p(logits), p(dlogits), p(losses), p(targets)];
+  const tail = [{ i32: vocab }, { f32: 1 }, { i32: 1 }];
+  const prefetch = kernel.startsWith("cross_entropy_rows_prefetch");
+  if (prefetch) driver.setMaxDynamicSharedMemory(device.kernel(kernel), vocab * 4);
+  const launch = prefetch
+    ? () =>
+      device.launch(
+        kernel,
+        Math.min(CE_ROWS, device.info.multiprocessors),
+        threads,
+        [...head, { i32: CE_ROWS }, ...tail],
+        vocab * 4,
+      )
+    : () => device.launch(kernel, CE_ROWS, threads, [...head, ...tail, { i32: 1 }]);
+  bandwidth(`${label} [${CE_ROWS}, ${vocab}]`, CE_ROWS * vocab * 6, launch);
   for (const t of [logits, dlogits, losses, targets]) engine.free(t);
 }
+crossEntropyRows(
+  "cross-entropy rows, prefetching, 1024 threads (engine, V <= 32768)",
+  V,
+  "cross_entropy_rows_prefetch_bf16",
+  1024,
+);
+crossEntropyRows(
+  "cross-entropy rows, prefetching, 512 threads (bench-only variant)",
+  V,
+  "cross_entropy_rows_prefetch512_bf16",
+  512,
+);
+crossEntropyRows(
+  "cross-entropy rows, two passes (engine, V > 32768)",
+  LLAMA3_VOCAB,
+  "cross_entropy_rows_bf16",
+  1024,
+);
 
 // ---- the fused lm head + cross-entropy op (3 GEMMs + the row kernel per chunk) -------------------
 const fused: { tokens: number; ms: number; tflops: number }[] = [];

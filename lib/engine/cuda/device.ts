@@ -9,15 +9,16 @@ import { CudaUnavailableError } from "./ffi/errors.ts";
 import { defaultKernelCacheDir, Nvrtc } from "./ffi/nvrtc.ts";
 import { CachingAllocator } from "./allocator.ts";
 
-/** Kernel sources, concatenated after common.cuh into one NVRTC program. */
+/** Kernel sources, concatenated in this order after common.cuh into one NVRTC program
+ * (cross_entropy.cu uses the cp.async helpers of flash_attention_mma.cu). */
 export const KERNEL_FILES = [
   "elementwise.cu",
   "embedding.cu",
   "rmsnorm.cu",
   "rope.cu",
   "attention.cu",
-  "cross_entropy.cu",
   "flash_attention_mma.cu",
+  "cross_entropy.cu",
   "flash_attention_fwd.cu",
   "flash_attention_bwd.cu",
 ] as const;

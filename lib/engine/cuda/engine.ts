@@ -47,9 +47,9 @@ const ATTENTION_WARPS = 4;
 const ATTENTION_MAX_HEAD_DIM = 256;
 /** Threads per block of the cross-entropy row kernels. */
 const CE_THREADS = 1024;
-/** Largest vocabulary whose rows the register-resident cross-entropy kernel holds (CE_REG_CHUNKS
- * float4 per thread in cross_entropy.cu); larger ones read each row twice. */
-const CE_REGISTER_VOCAB = 8 * 4 * CE_THREADS;
+/** Largest vocabulary whose rows the prefetching cross-entropy kernel holds (8 float4 per thread in
+ * registers, the next row in shared memory; cross_entropy.cu); larger ones read each row twice. */
+const CE_PREFETCH_VOCAB = 8 * 4 * CE_THREADS;
 /** Bytes of f32 logits one chunk of the fused lm head + cross-entropy may hold. */
 export const LOGITS_CHUNK_BYTES = 256 * 1024 * 1024;
 
@@ -111,6 +111,8 @@ function i64(n: number): bigint {
  */
 export class CudaEngine implements Engine {
   readonly name: string;
+  /** Dynamic shared memory each kernel has been allowed so far (#allowShared). */
+  readonly #sharedAllowed = new Map<string, number>();
   private constructor(
     readonly device: CudaDevice,
     private readonly f32Compute: "f32" | "tf32",
@@ -592,14 +594,15 @@ export class CudaEngine implements Engine {
         dlogits.pointer,
         losses.at(r0),
         targets.at(r0),
-        { i32: v },
-        { f32: args.scale ?? 1 },
-        { i32: wantGrad ? 1 : 0 },
       ];
-      if (vec && v <= CE_REGISTER_VOCAB) {
-        this.device.launch(`cross_entropy_rows_reg_${dlogits.dtype}`, rows, CE_THREADS, ceArgs);
+      const tail: KernelArg[] = [{ i32: v }, { f32: args.scale ?? 1 }, { i32: wantGrad ? 1 : 0 }];
+      if (vec && v <= CE_PREFETCH_VOCAB) {
+        const name = `cross_entropy_rows_prefetch_${dlogits.dtype}`;
+        const grid = Math.min(rows, this.device.info.multiprocessors);
+        this.#allowShared(name, v * 4);
+        this.device.launch(name, grid, CE_THREADS, [...ceArgs, { i32: rows }, ...tail], v * 4);
       } else {
-        this.device.launch(`cross_entropy_rows_${dlogits.dtype}`, rows, CE_THREADS, [...ceArgs, {
+        this.device.launch(`cross_entropy_rows_${dlogits.dtype}`, rows, CE_THREADS, [...ceArgs, ...tail, {
           i32: vec ? 1 : 0,
         }]);
       }
@@ -672,6 +675,13 @@ export class CudaEngine implements Engine {
   }
 
   // ---- helpers -----------------------------------------------------------------------------------
+
+  /** Lets kernel `name` use `bytes` of dynamic shared memory (an attribute needed above 48 KB). */
+  #allowShared(name: string, bytes: number): void {
+    if ((this.#sharedAllowed.get(name) ?? 0) >= bytes) return;
+    this.device.driver.setMaxDynamicSharedMemory(this.device.kernel(name), bytes);
+    this.#sharedAllowed.set(name, bytes);
+  }
 
   #t(op: string, name: string, tensor: Tensor): CudaTensor {
     if (!(tensor instanceof CudaTensor)) {
