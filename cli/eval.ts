@@ -37,6 +37,7 @@ interface EvalFlags {
   tokenizer?: string;
   kvCache: string;
   device: string;
+  cudaLibDir?: string;
   output: string;
   plots: boolean;
   json?: boolean;
@@ -116,6 +117,10 @@ export function evalCommand(): Command {
     .option("--kv-cache <dtype>", "KV cache storage: f32, or bf16 for half the memory", "f32")
     .option("--device <device>", "engine to run on (cpu or cuda)", "cpu")
     .option(
+      "--cuda-lib-dir <dir>",
+      "folder holding libcuda / libnvrtc / libcublasLt when not in the usual places (device cuda)",
+    )
+    .option(
       "-o, --output <dir>",
       "output folder (finished cells in results.jsonl are kept and skipped)",
       DEFAULT_EVAL_DIR,
@@ -149,7 +154,7 @@ export function evalCommand(): Command {
           hint: "make one with harpe tokenize",
         });
       }
-      const engine = await openEngine(flags.device);
+      const engine = await openEngine(flags.device, { cudaLibDir: flags.cudaLibDir });
       const results: CellResult[] = [];
       let computed = 0;
       try {

@@ -14,6 +14,7 @@ interface GenerateFlags {
   tokenizer?: string;
   kvCache: string;
   device: string;
+  cudaLibDir?: string;
   json?: boolean;
 }
 
@@ -52,13 +53,17 @@ export function generateCommand(): Command {
     )
     .option("--kv-cache <dtype>", "KV cache storage: f32, or bf16 for half the memory", "f32")
     .option("--device <device>", "engine to run on (cpu or cuda)", "cpu")
+    .option(
+      "--cuda-lib-dir <dir>",
+      "folder holding libcuda / libnvrtc / libcublasLt when not in the usual places (device cuda)",
+    )
     .option("--json", "print the result as JSON")
     .action(runAction("generate", async (checkpoint: string, flags: GenerateFlags) => {
       const maxNewTokens = parseCount(flags.maxNewTokens, "--max-new-tokens");
       const cacheDtype = parseCacheDtype(flags.kvCache);
       const codec = await loadCodec(flags.tokenizer ?? `${checkpoint}/tokenizer.json`);
       const prompt = codec.encode(flags.prompt);
-      const engine = await openEngine(flags.device);
+      const engine = await openEngine(flags.device, { cudaLibDir: flags.cudaLibDir });
       try {
         const model = await loadModel(engine, checkpoint);
         checkCodecFits(codec, model.config.vocabSize, flags.prompt);

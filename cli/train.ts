@@ -19,6 +19,7 @@ interface TrainFlags {
   lr?: string;
   seed?: string;
   device?: string;
+  cudaLibDir?: string;
   checkpointEvery?: string;
   activationCheckpointing?: boolean;
   memoryLimit?: string;
@@ -48,6 +49,10 @@ export function trainCommand(): Command {
     .option("--lr <x>", "override optimizer.lr")
     .option("--seed <n>", "override seed")
     .option("--device <name>", "override device (cpu)")
+    .option(
+      "--cuda-lib-dir <dir>",
+      "folder holding libcuda / libnvrtc / libcublasLt when not in the usual places (device cuda)",
+    )
     .option("--checkpoint-every <n>", "override checkpoint.every")
     .option(
       "--activation-checkpointing",
@@ -95,6 +100,7 @@ export function trainCommand(): Command {
       try {
         const summary = await train(config, {
           resume: flags.resume,
+          cudaLibDir: flags.cudaLibDir,
           distributed,
           onStep: (r) => (last = { step: r.step, loss: r.loss }),
           onMemoryEstimate: (estimate, capacity) =>

@@ -34,7 +34,7 @@ function positiveInt(flag: string, value: string, min: number): number {
 
 /** This process's place in a data-parallel group, from --rank/--world-size/--rendezvous (all or none). */
 export function rankOptions(
-  flags: { rank?: string; worldSize?: string; rendezvous?: string; gpus?: string },
+  flags: { rank?: string; worldSize?: string; rendezvous?: string; gpus?: string; cudaLibDir?: string },
   config: TrainConfig,
 ): { rank: number; worldSize: number; connect: (engine: Engine) => Promise<Communicator> } | undefined {
   const given = [flags.rank, flags.worldSize, flags.rendezvous].filter((f) => f !== undefined).length;
@@ -57,7 +57,12 @@ export function rankOptions(
     worldSize,
     connect: async (engine) => {
       const { NcclCommunicator } = await import("../lib/distributed/nccl_communicator.ts");
-      return await NcclCommunicator.create(engine, { rank, worldSize, rendezvous });
+      return await NcclCommunicator.create(engine, {
+        rank,
+        worldSize,
+        rendezvous,
+        libDir: flags.cudaLibDir,
+      });
     },
   };
 }

@@ -43,19 +43,26 @@ export function verifyReferenceCommand(): Command {
     )
     .argument("<case-dir>", "the case directory, e.g. fixtures/golden/llama_mha")
     .option("--device <device>", "engine to run on (cpu or cuda)", "cpu")
+    .option(
+      "--cuda-lib-dir <dir>",
+      "folder holding libcuda / libnvrtc / libcublasLt when not in the usual places (device cuda)",
+    )
     .option("--json", "print the report as JSON")
     .action(
-      runAction("verify-reference", async (dir: string, options: { device: string; json?: boolean }) => {
-        const engine = await openEngine(options.device);
-        let report: ReferenceReport;
-        try {
-          report = await verifyReference(dir, { engine });
-        } finally {
-          engine.dispose();
-        }
-        if (options.json) printJson({ ...report, device: engine.name });
-        else console.log(formatReport(report));
-        if (!report.passed) Deno.exit(EXIT_FAILURE);
-      }),
+      runAction(
+        "verify-reference",
+        async (dir: string, options: { device: string; cudaLibDir?: string; json?: boolean }) => {
+          const engine = await openEngine(options.device, { cudaLibDir: options.cudaLibDir });
+          let report: ReferenceReport;
+          try {
+            report = await verifyReference(dir, { engine });
+          } finally {
+            engine.dispose();
+          }
+          if (options.json) printJson({ ...report, device: engine.name });
+          else console.log(formatReport(report));
+          if (!report.passed) Deno.exit(EXIT_FAILURE);
+        },
+      ),
     );
 }

@@ -35,6 +35,8 @@ const RESUME_INVARIANTS = ["data", "seq_len", "batch", "grad_accum", "seed"] as 
 export interface TrainOptions {
   /** Continue from the newest complete checkpoint in `config.out` (start fresh if there is none). */
   resume?: boolean;
+  /** Folder holding the CUDA libraries when not in the usual places (device cuda; `--cuda-lib-dir`). */
+  cudaLibDir?: string;
   /** Draw the progress line (default: when stderr is a terminal). */
   progress?: boolean;
   /** Called with each log record. */
@@ -100,7 +102,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   const data = await openTokenFile(config.data);
   let engine: Engine;
   try {
-    engine = await openEngine(config.device);
+    engine = await openEngine(config.device, { cudaLibDir: options.cudaLibDir });
   } catch (error) {
     data.close();
     throw error;

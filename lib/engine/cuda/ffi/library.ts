@@ -40,9 +40,18 @@ function exists(path: string): boolean {
   }
 }
 
+function isDirectory(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Opens `library` with the given symbols: first in `libDir` (when given), then in CUDA_LIBRARY_DIRS,
- * then by bare name through the dynamic loader (LD_LIBRARY_PATH, ldconfig).
+ * then by bare name through the dynamic loader (LD_LIBRARY_PATH, ldconfig). A `libDir` that is not a
+ * folder is refused (CudaUnavailableError naming it) rather than silently skipped.
  *
  * @example
  * ```ts
@@ -54,6 +63,12 @@ export function openCudaLibrary<S extends Deno.ForeignLibraryInterface>(
   symbols: S,
   options: { libDir?: string } = {},
 ): Deno.DynamicLibrary<S> {
+  if (options.libDir !== undefined && !isDirectory(options.libDir)) {
+    throw new CudaUnavailableError(`CUDA library folder "${options.libDir}" does not exist`, {
+      file: options.libDir,
+      hint: "pass --cuda-lib-dir the folder holding libcuda.so.1, libnvrtc and libcublasLt",
+    });
+  }
   const names = CUDA_LIBRARY_NAMES[library];
   const dirs = options.libDir ? [options.libDir, ...CUDA_LIBRARY_DIRS] : CUDA_LIBRARY_DIRS;
   const candidates = dirs.flatMap((dir) => names.map((name) => `${dir}/${name}`)).filter(exists);
