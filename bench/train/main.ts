@@ -3,11 +3,14 @@
 // 4k..256k tokens on one GPU: tokens/s after warm-up, MFU against MFU_PEAK_FLOPS with model FLOPs
 // 6*P*T + 6*L*T^2*C, peak device memory (the allocator's high-water mark, next to the memory estimate),
 // and the same for the PyTorch peer (peer.py, run by this script). Prints one table, writes JSON.
+// --granularity query rotates one key per query head (each with its group's base, so the model
+// computes the same function as at kv) to measure what that path costs; the peer is kv only.
 // Run: deno run --allow-all bench/train/main.ts [--side harpe|peer|both] [--lengths 4k,16k]
-//      [--steps N] [--warmup N] [--device cuda|cpu] [--shape tinyllama|tiny] [--out FILE]
+//      [--granularity kv|query] [--steps N] [--warmup N] [--device cuda|cpu]
+//      [--shape tinyllama|tiny] [--out FILE]
 
 import { parseConfig } from "../../lib/checkpoint/config.ts";
-import type { ModelConfig } from "../../lib/checkpoint/model_config.ts";
+import type { Granularity, ModelConfig } from "../../lib/checkpoint/model_config.ts";
 import { Rng } from "../../lib/data/rng.ts";
 import { type CudaEngine, hasCuda } from "../../lib/engine/cuda/mod.ts";
 import { type Engine, IGNORE_INDEX } from "../../lib/engine/engine.ts";
@@ -61,6 +64,7 @@ function defaultSteps(t: number): number {
 interface Options {
   side: "harpe" | "peer" | "both";
   lengths: number[];
+  granularity: Granularity;
   steps?: number;
   warmup: number;
   device: "cuda" | "cpu";
@@ -101,18 +105,29 @@ function parseOptions(args: string[]): Options {
   const side = value("--side") ?? "both";
   const device = value("--device") ?? "cuda";
   const shape = value("--shape") ?? (device === "cpu" ? "tiny" : "tinyllama");
+  const granularity = value("--granularity") ?? "kv";
   if (!["harpe", "peer", "both"].includes(side)) throw new ConfigError(`--side must be harpe, peer or both`);
+  if (granularity !== "kv" && granularity !== "query") {
+    throw new ConfigError(`--granularity must be kv or query, got "${granularity}"`);
+  }
+  if (granularity === "query" && side === "peer") {
+    throw new ConfigError(`--granularity query has no peer: peer.py rotates per key head (kv) only`, {
+      hint: "use --side harpe, or --granularity kv for the peer",
+    });
+  }
   if (device !== "cuda" && device !== "cpu") throw new ConfigError(`--device must be cuda or cpu`);
   if (!(shape in SHAPES)) throw new ConfigError(`--shape must be one of ${Object.keys(SHAPES).join(", ")}`);
   const steps = value("--steps"), warmup = value("--warmup");
   return {
     side: side as Options["side"],
     lengths: value("--lengths")?.split(",").map(parseLength) ?? LENGTHS,
+    granularity,
     steps: steps === undefined ? undefined : Number(steps),
     warmup: warmup === undefined ? 1 : Number(warmup),
     device,
     shape,
-    out: value("--out") ?? new URL("../out/train.json", import.meta.url).pathname,
+    out: value("--out") ??
+      new URL(`../out/train${granularity === "kv" ? "" : `_${granularity}`}.json`, import.meta.url).pathname,
   };
 }
 
@@ -135,15 +150,17 @@ function hfConfig(shape: string, maxLength: number): Record<string, unknown> {
   };
 }
 
-/** harpe's config of a shape: the HF one with HEAD_BASES as HARPE `kv` bases. */
-function modelConfig(hf: Record<string, unknown>): ModelConfig {
+/** harpe's config of a shape: the HF one with HEAD_BASES as HARPE bases, one per key head (`kv`), or
+ * at `query` granularity one per query head, each its group's key-head base (the same function, run
+ * through the query path: one rotated key per query head). */
+function modelConfig(hf: Record<string, unknown>, granularity: Granularity): ModelConfig {
   const config = parseConfig(hf);
-  const bases = HEAD_BASES.slice(0, config.numKvHeads);
-  while (bases.length < config.numKvHeads) bases.push(HEAD_BASES[bases.length % HEAD_BASES.length]);
-  return {
-    ...config,
-    rope: { ...config.rope, type: "harpe", harpe: { headBases: bases, granularity: "kv" } },
-  };
+  const kv = Array.from({ length: config.numKvHeads }, (_, j) => HEAD_BASES[j % HEAD_BASES.length]);
+  const group = config.numHeads / config.numKvHeads;
+  const headBases = granularity === "kv"
+    ? kv
+    : Array.from({ length: config.numHeads }, (_, h) => kv[Math.floor(h / group)]);
+  return { ...config, rope: { ...config.rope, type: "harpe", harpe: { headBases, granularity } } };
 }
 
 /** Model FLOPs of one step of T tokens (issue 6): 6 P T for the weights, 6 L T^2 C for attention. */
@@ -182,7 +199,7 @@ async function runHarpe(
   hf: Record<string, unknown>,
   options: Options,
 ): Promise<{ device: string; rows: Row[] }> {
-  const config = modelConfig(hf);
+  const config = modelConfig(hf, options.granularity);
   const engine = await openEngine(options.device);
   const rows: Row[] = [];
   try {
@@ -297,6 +314,16 @@ async function runPeer(
   return { rows, note };
 }
 
+/** The peer's rows at `query` granularity: not run, with the reason (peer.py patches one rotation per
+ * key head into transformers, i.e. `kv`; compare harpe's query rows with a kv run instead). */
+function queryPeer(options: Options): { rows: Row[]; note: string } {
+  return {
+    rows: options.lengths.map((t) => ({ t, error: "kv only" })),
+    note: "peer: not run at --granularity query (peer.py rotates per key head, i.e. kv granularity, only); " +
+      "compare these harpe rows with a --granularity kv run",
+  };
+}
+
 /**
  * Runs the benchmark with command-line style `args` (see the file's first lines).
  *
@@ -314,10 +341,14 @@ export async function run(args: string[] = []): Promise<void> {
     return;
   }
   const hf = hfConfig(options.shape, Math.max(...options.lengths));
-  const config = modelConfig(hf);
+  const config = modelConfig(hf, options.granularity);
   const parameters = parameterLayout(config).size;
   const harpe = options.side === "peer" ? undefined : await runHarpe(hf, options);
-  const peer = options.side === "harpe" ? undefined : await runPeer(hf, options);
+  const peer = options.side === "harpe"
+    ? undefined
+    : options.granularity === "query"
+    ? queryPeer(options)
+    : await runPeer(hf, options);
   for (const row of peer?.rows ?? []) {
     if (row.tokens_per_s !== undefined) {
       row.mfu = row.tokens_per_s * modelFlops(config, parameters, row.t) / row.t / MFU_PEAK_FLOPS;
@@ -356,7 +387,7 @@ export async function run(args: string[] = []): Promise<void> {
   ];
   console.log(
     `device: ${harpe?.device ?? options.device}; shape ${options.shape} (P = ${parameters}); ` +
-      `MFU vs ${MFU_PEAK_FLOPS / 1e12} TFLOP/s, FLOPs 6*P*T + 6*L*T^2*C`,
+      `granularity ${options.granularity}; MFU vs ${MFU_PEAK_FLOPS / 1e12} TFLOP/s, FLOPs 6*P*T + 6*L*T^2*C`,
   );
   console.log(`| ${header.join(" | ")} |\n|${header.map(() => "---").join("|")}|`);
   for (const row of table) console.log(`| ${row.join(" | ")} |`);
@@ -366,7 +397,8 @@ export async function run(args: string[] = []): Promise<void> {
     device: harpe?.device ?? options.device,
     shape: options.shape,
     config: hf,
-    head_bases: HEAD_BASES,
+    granularity: options.granularity,
+    head_bases: config.rope.harpe?.headBases,
     parameters,
     mfu_peak_flops: MFU_PEAK_FLOPS,
     harpe: harpe?.rows ?? [],
