@@ -34,6 +34,8 @@ const ROPE_SEPARATE_MAX_PERCENT = 5;
 /** `query` granularity rows: the TinyLlama heads (head dim 64, 32/4) at these T (B * T = TOKENS). */
 const QUERY_SHAPE = { d: 64, h: 32, hk: 4 };
 const QUERY_LENGTHS = [8192, 32768];
+/** Layers of bench/train's TinyLlama-1.1B shape: the query rows' extra time is also given per step. */
+const TRAIN_LAYERS = 22;
 /** A `query` row's call whose warm-up takes longer than this (ms; the simple attention kernels) is
  * reported from that one run: a warm-up effect of a few ms does not matter there, and more runs cost
  * device time. */
@@ -363,19 +365,25 @@ const times = (x: number) => x.toFixed(x < 10 ? 2 : 0);
 const range = (xs: number[]) =>
   xs.length === 0 ? "-" : `${times(Math.min(...xs))}-${times(Math.max(...xs))}x`;
 const today = query.filter((s) => s.hv === qk);
-const querySentence =
-  `\`query\` granularity: ${range(ratio(qk))} the attention + RoPE time of \`kv\` (T = ${
-    QUERY_LENGTHS.join(", ")
-  }); its ${qh} rotated keys ` +
-  `with ${qk} value heads run on the ${[...new Set(today.map((s) => s.kernels))].join(" and ")} ` +
-  `attention kernels ` +
-  `(the flash kernels take as many value heads as key heads). With values repeated per query head ` +
-  `(K = V = H, flash) it would be ${
-    range(ratio(qh))
-  }; extra memory either way: the ${qh}-head rotated keys ` +
-  `and their gradient, 2 x B*T x ${
-    qh - qk
-  } x ${qd} bf16 more than \`kv\` (one layer's buffers under checkpointing).`;
+const kernels = [...new Set(today.map((s) => s.kernels))].join(" and ");
+/** Extra seconds per training step of TRAIN_LAYERS layers, at the single-row length with the same
+ * causal pairs per layer as the row (T * sqrt(B)). */
+const perStep = today.filter((s) => kvRow(s.t)).map((s) =>
+  `+${((layerMs(s) - layerMs(kvRow(s.t)!)) * TRAIN_LAYERS / 1000).toFixed(1)} s at T = ${
+    s.t * Math.sqrt(s.b)
+  }`
+);
+const querySentence = [
+  `\`query\` granularity: ${range(ratio(qk))} the attention + RoPE time of \`kv\``,
+  `(T = ${QUERY_LENGTHS.join(", ")}); its ${qh} rotated keys with ${qk} value heads run on the ${kernels}`,
+  `attention kernels${
+    kernels === "simple" ? " (the flash kernels take as many value heads as key heads)" : ""
+  }.`,
+  `Per ${TRAIN_LAYERS}-layer training step: ${perStep.join(", ")}.`,
+  `With values repeated per query head (K = V = H, flash kernels) it would be ${range(ratio(qh))}.`,
+  `Extra memory: the ${qh}-head rotated keys and their gradient, 2 x B*T x ${qh - qk} x ${qd} bf16 more`,
+  `than \`kv\` (one layer's buffers under checkpointing).`,
+].join(" ");
 console.log(`\n${querySentence}`);
 
 if (outFile) {
