@@ -1,8 +1,9 @@
 // The softmax / cross-entropy step of the fused lm head: for one chunk of rows of f32 logits [R, V]
 // (made by a cuBLASLt GEMM), writes each row's loss and, when asked, dlogits = scale * (softmax -
-// onehot(target)) (in place when dlogits is the f32 logits buffer). Block per row; one pass for the
-// running max and sum of exponentials, one for the gradient; 4 elements per access with `vec`
-// (V % 4 == 0 and aligned rows, set by the host).
+// onehot(target)) (in place when dlogits is the f32 logits buffer). Three kernels, picked by the host:
+// V <= 32768 prefetching rows, V <= 262144 clusters holding a row, both reading the logits once (V % 4
+// == 0 and aligned rows); any other row here, two passes: block per row, one pass for the running max and
+// sum of exponentials, one for the gradient; 4 elements per access with `vec` (V % 4 == 0, aligned).
 
 struct alignas(8) u32x2 {
   unsigned x, y;
@@ -192,3 +193,112 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
     ce_rows_prefetch<512, 16>(logits, dlogits, losses, targets, rows, vocab, scale, want_grad);    \
   }
 EACH1(CE_ROWS_PREFETCH)
+
+// For 32768 < V <= CE_CLUSTER * 4 * CHUNKS * THREADS (Llama-3's 128256, Qwen's 151936), V % 4 == 0 and
+// aligned rows, one pass over the logits: a cluster of CE_CLUSTER blocks holds one row in registers, block
+// k of the cluster a slice of `slice` floats (a multiple of 4). Each block reduces its slice to (max, sum),
+// puts it in its shared memory, and after a cluster barrier every thread combines all blocks' pairs read
+// through distributed shared memory (mapa + ld.shared::cluster). With 512 threads two blocks share an SM,
+// so one's loads overlap the other's reductions and stores. PTX: sm_90 clusters.
+#define CE_CLUSTER 8
+
+/** Arrive at / wait on the cluster barrier (every thread of every block; release / acquire). */
+__device__ __forceinline__ void ce_cluster_arrive() { asm volatile("barrier.cluster.arrive.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void ce_cluster_wait() { asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory"); }
+
+/** The (max, sum) pair at `local`'s address in the shared memory of cluster block `rank`. */
+__device__ __forceinline__ void ce_cluster_load(const float* local, unsigned rank, float* m, float* s) {
+  u32 remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(fa_smem(local)), "r"(rank));
+  asm volatile("ld.shared::cluster.v2.f32 {%0, %1}, [%2];\n" : "=f"(*m), "=f"(*s) : "r"(remote) : "memory");
+}
+
+template <int THREADS, int CHUNKS, typename G>
+__device__ __forceinline__ void ce_rows_cluster(const float* logits, G* dlogits, float* losses,
+                                                const int* targets, int vocab, int slice, float scale,
+                                                int want_grad) {
+  __shared__ __align__(8) float pair[2];
+  const i64 row = blockIdx.x / CE_CLUSTER;
+  const int rank = blockIdx.x % CE_CLUSTER, lo = rank * slice, hi = imin(vocab, lo + slice);
+  const float* lr = logits + row * vocab;
+  G* dr = dlogits + row * vocab;
+  const int target = targets[row];
+  if (target < 0) {
+    if (rank == 0 && threadIdx.x == 0) losses[row] = 0.f;
+    if (want_grad) for (int j = lo + threadIdx.x; j < hi; j += THREADS) stf(dr + j, 0.f);
+    return;
+  }
+  u32x4 held[CHUNKS];
+#pragma unroll
+  for (int c = 0; c < CHUNKS; c++) {
+    const int j = lo + (c * THREADS + threadIdx.x) * 4;
+    if (j < hi) held[c] = *reinterpret_cast<const u32x4*>(lr + j);
+  }
+  float m = -F32_INFINITY, s = 0.f;
+#pragma unroll
+  for (int c = 0; c < CHUNKS; c++) {
+    const int j = lo + (c * THREADS + threadIdx.x) * 4;
+    if (j < hi) {
+      m = fmaxf(m, fmaxf(fmaxf(__uint_as_float(held[c].x), __uint_as_float(held[c].y)),
+                         fmaxf(__uint_as_float(held[c].z), __uint_as_float(held[c].w))));
+    }
+  }
+#pragma unroll
+  for (int c = 0; c < CHUNKS; c++) {
+    const int j = lo + (c * THREADS + threadIdx.x) * 4;
+    if (j < hi) {
+      s += expf(__uint_as_float(held[c].x) - m) + expf(__uint_as_float(held[c].y) - m) +
+           expf(__uint_as_float(held[c].z) - m) + expf(__uint_as_float(held[c].w) - m);
+    }
+  }
+  block_max_sum(&m, &s);
+  if (threadIdx.x == 0) pair[0] = m, pair[1] = s;
+  ce_cluster_arrive();
+  ce_cluster_wait();
+  m = -F32_INFINITY, s = 0.f;
+#pragma unroll
+  for (int k = 0; k < CE_CLUSTER; k++) {
+    float om, os;
+    ce_cluster_load(pair, k, &om, &os);
+    const float mm = fmaxf(m, om);
+    s = (s > 0.f ? s * expf(m - mm) : 0.f) + (os > 0.f ? os * expf(om - mm) : 0.f);
+    m = mm;
+  }
+  // No block may leave while another still reads its pair: arrive now, wait before returning.
+  ce_cluster_arrive();
+  const float lse = m + logf(s);
+  if (target >= vocab && rank == 0 && threadIdx.x == 0) losses[row] = F32_NAN;
+#pragma unroll
+  for (int c = 0; c < CHUNKS; c++) {
+    const int j = lo + (c * THREADS + threadIdx.x) * 4;
+    if (j < hi) {
+      float p[4] = {__uint_as_float(held[c].x), __uint_as_float(held[c].y), __uint_as_float(held[c].z),
+                    __uint_as_float(held[c].w)};
+      const int k = target - j;
+      if (k >= 0 && k < 4) losses[row] = lse - (k == 0 ? p[0] : k == 1 ? p[1] : k == 2 ? p[2] : p[3]);
+      if (want_grad) {
+#pragma unroll
+        for (int k = 0; k < 4; k++) p[k] = scale * (expf(p[k] - lse) - (j + k == target ? 1.f : 0.f));
+        st4(dr + j, p);
+      }
+    }
+  }
+  ce_cluster_wait();
+}
+
+// The engine launches the 512-thread shape up to V = 131072 (two blocks per SM) and the 1024-thread one
+// above (up to 262144, one block per SM); bench/gpu_ops measures both at V = 128256.
+#define CE_ROWS_CLUSTER(ng, G)                                                                     \
+  extern "C" __global__ void __cluster_dims__(CE_CLUSTER, 1, 1) __launch_bounds__(512, 2)          \
+      cross_entropy_rows_cluster512_##ng(const float* logits, G* dlogits, float* losses,           \
+                                         const int* targets, int vocab, int slice, float scale,    \
+                                         int want_grad) {                                          \
+    ce_rows_cluster<512, 8>(logits, dlogits, losses, targets, vocab, slice, scale, want_grad);     \
+  }                                                                                                \
+  extern "C" __global__ void __cluster_dims__(CE_CLUSTER, 1, 1) __launch_bounds__(1024, 1)         \
+      cross_entropy_rows_cluster1024_##ng(const float* logits, G* dlogits, float* losses,          \
+                                          const int* targets, int vocab, int slice, float scale,   \
+                                          int want_grad) {                                         \
+    ce_rows_cluster<1024, 8>(logits, dlogits, losses, targets, vocab, slice, scale, want_grad);    \
+  }
+EACH1(CE_ROWS_CLUSTER)
