@@ -121,19 +121,23 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
                                                  int want_grad) {
   const u32 base = fa_smem(ce_shared);
   int row = blockIdx.x;
-  if (row < rows && targets[row] >= 0) ce_fetch<THREADS, CHUNKS>(base, logits + (i64)row * vocab, vocab);
+  int target = row < rows ? targets[row] : -1;
+  if (target >= 0) ce_fetch<THREADS, CHUNKS>(base, logits + (i64)row * vocab, vocab);
   fa_cp_commit();
   for (; row < rows; row += gridDim.x) {
-    const int target = targets[row], next = row + gridDim.x;
+    // The next row's target is loaded now, so its latency overlaps this row's wait.
+    const int next = row + gridDim.x, next_target = next < rows ? targets[next] : -1;
     G* dr = dlogits + (i64)row * vocab;
     if (target < 0) {
-      if (next < rows && targets[next] >= 0) ce_fetch<THREADS, CHUNKS>(base, logits + (i64)next * vocab, vocab);
+      if (next_target >= 0) ce_fetch<THREADS, CHUNKS>(base, logits + (i64)next * vocab, vocab);
       fa_cp_commit();
       if (threadIdx.x == 0) losses[row] = 0.f;
       if (want_grad) for (int j = threadIdx.x; j < vocab; j += THREADS) stf(dr + j, 0.f);
+      target = next_target;
       continue;
     }
     fa_cp_wait<0>();
+    asm volatile("" ::: "memory");  // the shared reads below stay after the wait
     u32x4 held[CHUNKS];
     float m = -F32_INFINITY;
 #pragma unroll
@@ -147,7 +151,7 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
     }
     // The shared reads above are consumed (m) before the next row's copy overwrites their addresses.
     asm volatile("" ::"f"(m) : "memory");
-    if (next < rows && targets[next] >= 0) ce_fetch<THREADS, CHUNKS>(base, logits + (i64)next * vocab, vocab);
+    if (next_target >= 0) ce_fetch<THREADS, CHUNKS>(base, logits + (i64)next * vocab, vocab);
     fa_cp_commit();
     float s = 0.f;
 #pragma unroll
@@ -176,11 +180,12 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
         }
       }
     }
+    target = next_target;
   }
 }
 
 // Both shapes hold CHUNKS * 4 * THREADS = 32768 floats per row; the engine launches the 1024-thread
-// one, bench/gpu_ops measures both (512 threads: 128 registers each, no spills).
+// one, bench/gpu_ops measures both (ptxas: 64 and ~120 registers, no spills).
 #define CE_ROWS_PREFETCH(ng, G)                                                                    \
   extern "C" __global__ void __launch_bounds__(1024, 1) cross_entropy_rows_prefetch_##ng(         \
       const float* logits, G* dlogits, float* losses, const int* targets, int rows, int vocab,     \
@@ -223,16 +228,17 @@ __device__ __forceinline__ void ce_rows_cluster(const float* logits, G* dlogits,
   const float* lr = logits + row * vocab;
   G* dr = dlogits + row * vocab;
   const int target = targets[row];
-  if (target < 0) {
-    if (rank == 0 && threadIdx.x == 0) losses[row] = 0.f;
-    if (want_grad) for (int j = lo + threadIdx.x; j < hi; j += THREADS) stf(dr + j, 0.f);
-    return;
-  }
+  // Loaded before the target is known (its latency overlaps theirs), even for ignored rows.
   u32x4 held[CHUNKS];
 #pragma unroll
   for (int c = 0; c < CHUNKS; c++) {
     const int j = lo + (c * THREADS + threadIdx.x) * 4;
     if (j < hi) held[c] = *reinterpret_cast<const u32x4*>(lr + j);
+  }
+  if (target < 0) {
+    if (rank == 0 && threadIdx.x == 0) losses[row] = 0.f;
+    if (want_grad) for (int j = lo + threadIdx.x; j < hi; j += THREADS) stf(dr + j, 0.f);
+    return;
   }
   float m = -F32_INFINITY, s = 0.f;
 #pragma unroll
