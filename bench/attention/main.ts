@@ -6,11 +6,12 @@
 // the most a RoPE fused into the attention kernels could save. Then the cost of `query` granularity
 // under GQA (one rotated key per query head, K value heads) against `kv` at head dim 64.
 // Prints markdown tables and the decision sentences; writes JSON to the path given with --out.
-// Run: deno run --allow-all bench/attention/main.ts [--out FILE]
+// Run: deno run --allow-all bench/attention/main.ts [--out FILE] [--query-lengths 8192,32768]
 
 import { CudaEngine } from "../../lib/engine/cuda/mod.ts";
 import { flashAttentionApplies } from "../../lib/engine/cuda/flash_attention.ts";
 import type { Tensor } from "../../lib/engine/engine.ts";
+import { ConfigError } from "../../lib/errors.ts";
 import { inverseFrequencies } from "../../lib/model/mod.ts";
 
 /** Tokens per call: B * T stays at this until T reaches it, then B is 1. */
@@ -31,7 +32,8 @@ const HEAD_BASES = [1e6, 2.3e6, 3.6e6, 5e6];
  * already uses 251-255 registers.
  */
 const ROPE_SEPARATE_MAX_PERCENT = 5;
-/** `query` granularity rows: the TinyLlama heads (head dim 64, 32/4) at these T (B * T = TOKENS). */
+/** `query` granularity rows: the TinyLlama heads (head dim 64, 32/4) at these T (B * T = TOKENS; any
+ * of LENGTHS, chosen with --query-lengths). */
 const QUERY_SHAPE = { d: 64, h: 32, hk: 4 };
 const QUERY_LENGTHS = [8192, 32768];
 /** Layers of bench/train's TinyLlama-1.1B shape: the query rows' extra time is also given per step. */
@@ -41,8 +43,15 @@ const TRAIN_LAYERS = 22;
  * device time. */
 const SLOW_CALL_MS = 500;
 
-const outIndex = Deno.args.indexOf("--out");
-const outFile = outIndex >= 0 ? Deno.args[outIndex + 1] : null;
+const option = (name: string) => {
+  const i = Deno.args.indexOf(name);
+  return i >= 0 ? Deno.args[i + 1] : undefined;
+};
+const outFile = option("--out") ?? null;
+const queryLengths = option("--query-lengths")?.split(",").map(Number) ?? QUERY_LENGTHS;
+if (!queryLengths.every((t) => LENGTHS.includes(t))) {
+  throw new ConfigError(`--query-lengths: each must be one of ${LENGTHS.join(", ")}`);
+}
 
 const engine = await CudaEngine.open();
 const { driver, stream } = engine.device;
@@ -256,7 +265,7 @@ function timeQueryPath(t: number, hv: number): QueryTiming {
   return timing;
 }
 
-const query: QueryTiming[] = QUERY_LENGTHS.flatMap((t) => [
+const query: QueryTiming[] = queryLengths.flatMap((t) => [
   timeQueryPath(t, QUERY_SHAPE.hk),
   timeQueryPath(t, QUERY_SHAPE.h),
 ]);
@@ -333,7 +342,7 @@ console.log(`\n${ropeSentence}`);
 
 const { d: qd, h: qh, hk: qk } = QUERY_SHAPE;
 const kvRow = (t: number) => ours.find((s) => s.d === qd && s.h === qh && s.hk === qk && s.t === t);
-const queryRows = QUERY_LENGTHS.flatMap((t) => {
+const queryRows = queryLengths.flatMap((t) => {
   const kv = kvRow(t);
   const rows: { label: string; s: Timing; kernels: string; heads: string }[] = [];
   if (kv) rows.push({ label: "kv", s: kv, kernels: kernelsFor(kv.b, t, qk, qk), heads: `${qh}/${qk}/${qk}` });
@@ -362,8 +371,10 @@ printTable(queryRows);
 const ratio = (hv: number) =>
   query.filter((s) => s.hv === hv && kvRow(s.t)).map((s) => layerMs(s) / layerMs(kvRow(s.t)!));
 const times = (x: number) => x.toFixed(x < 10 ? 2 : 0);
-const range = (xs: number[]) =>
-  xs.length === 0 ? "-" : `${times(Math.min(...xs))}-${times(Math.max(...xs))}x`;
+const range = (xs: number[]) => {
+  const [low, high] = [times(Math.min(...xs)), times(Math.max(...xs))];
+  return xs.length === 0 ? "-" : low === high ? `${low}x` : `${low}-${high}x`;
+};
 const today = query.filter((s) => s.hv === qk);
 const kernels = [...new Set(today.map((s) => s.kernels))].join(" and ");
 /** Extra seconds per training step of TRAIN_LAYERS layers, at the single-row length with the same
@@ -375,7 +386,7 @@ const perStep = today.filter((s) => kvRow(s.t)).map((s) =>
 );
 const querySentence = [
   `\`query\` granularity: ${range(ratio(qk))} the attention + RoPE time of \`kv\``,
-  `(T = ${QUERY_LENGTHS.join(", ")}); its ${qh} rotated keys with ${qk} value heads run on the ${kernels}`,
+  `(T = ${queryLengths.join(", ")}); its ${qh} rotated keys with ${qk} value heads run on the ${kernels}`,
   `attention kernels${
     kernels === "simple" ? " (the flash kernels take as many value heads as key heads)" : ""
   }.`,
