@@ -15,12 +15,10 @@ export const FLASH_HEAD_DIMS: readonly number[] = [64, 128];
 const FWD_ROWS = 128;
 const FWD_KEYS = 64;
 const FWD_THREADS = 128;
-/** Query rows per backward step (FB_BR); warps per backward block (16 keys each) and shared-memory
- * stages of query/dout tiles (2: cp.async double buffering) of the instantiated backward kernels. */
+/** Keys per backward block (FB_BN, 8 warps) and query rows per backward step (FB_BM). */
+const BWD_KEYS = 128;
+const BWD_THREADS = 256;
 const BWD_ROWS = 64;
-const BWD_WARPS = 8;
-const BWD_STAGES = 2;
-const BWD_KEYS = 16 * BWD_WARPS;
 /** bf16 elements of padding per shared-memory row (FA_PAD). */
 const PAD = 8;
 /** Threads per block of the delta and dq kernels; dq blocks per multiprocessor. */
@@ -113,11 +111,12 @@ function forwardSharedBytes(d: number): number {
   return (FWD_ROWS + 4 * FWD_KEYS) * (d + PAD) * 2;
 }
 
-/** Dynamic shared memory of the backward kernel for head dim `d` (bytes): k, v, the staged q and
- * dout tiles, dS [BWD_ROWS][BWD_KEYS + PAD] and the staged lse and delta rows. */
+/** Dynamic shared memory of the backward kernel for head dim `d` (bytes): k and v [BWD_KEYS][d + PAD],
+ * q and dout tiles [2][BWD_ROWS][d + PAD], p and ds [BWD_ROWS][BWD_KEYS + PAD], the staged lse and
+ * delta rows. */
 function backwardSharedBytes(d: number): number {
-  return (2 * BWD_KEYS + 2 * BWD_STAGES * BWD_ROWS) * (d + PAD) * 2 + BWD_ROWS * (BWD_KEYS + PAD) * 2 +
-    2 * BWD_STAGES * BWD_ROWS * 4;
+  return (2 * BWD_KEYS + 4 * BWD_ROWS) * (d + PAD) * 2 + 2 * BWD_ROWS * (BWD_KEYS + PAD) * 2 +
+    4 * BWD_ROWS * 4;
 }
 
 const sharedSet = new WeakMap<CudaDevice, Set<string>>();
@@ -205,7 +204,7 @@ export function flashAttentionBackward(device: CudaDevice, args: FlashBackwardAr
     device,
     `flash_attention_bwd_d${d}`,
     [hk, b, Math.ceil(t / BWD_KEYS)],
-    32 * BWD_WARPS,
+    BWD_THREADS,
     [
       dqAcc,
       args.dk,
