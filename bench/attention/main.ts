@@ -28,8 +28,8 @@ const HEAD_BASES = [1e6, 2.3e6, 3.6e6, 5e6];
 /**
  * Keep RoPE a separate kernel while its passes cost at most this share (%) of attention forward +
  * backward: a rotation fused into the attention kernels saves at most that share, and it would rotate
- * every key tile once per query block (T / 128 times) instead of once, in kernels whose backward
- * already uses 251-255 registers.
+ * every key tile once per query block (T / 128 times) instead of once, in kernels whose register
+ * budget is already tight.
  */
 const ROPE_SEPARATE_MAX_PERCENT = 5;
 /** `query` granularity rows: the TinyLlama heads (head dim 64, 32/4) at these T (B * T = TOKENS; any
