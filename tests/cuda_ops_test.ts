@@ -213,8 +213,7 @@ async function compareCrossEntropy(
 
 gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", async (mode) => {
   // V = 50 and 40001: scalar two-pass rows; 64: prefetching rows (7-row chunks: one row per block);
-  // 32772 and 128256 (Llama-3): clusters of 8 x 512 threads; 151936 (Qwen): clusters of 8 x 1024;
-  // 262148: vectorized two-pass rows
+  // 32772, 128256 (Llama-3), 151936 (Qwen) and 262148: vectorized two-pass rows
   const shapes = [
     [23, 24, 50],
     [16, 32, 64],
@@ -226,10 +225,10 @@ gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", asyn
   ] as const;
   for (const [n, c, v] of shapes) {
     const targets = randint(n, v);
-    // the last logit, the first, and the first of a cluster's second slice (ceil(V / 8 / 4) * 4)
+    // the last logit, the first, and (vectorized, V > 4096) the first of a block's second 4-wide sweep
     targets[0] = v - 1;
     targets[1] = 0;
-    targets[2] = Math.ceil(v / 32) * 4;
+    targets[2] = Math.min(4 * 1024, v - 2);
     targets[3] = IGNORE_INDEX;
     targets[n - 1] = IGNORE_INDEX;
     await compareCrossEntropy(mode, [n, c, v], targets);

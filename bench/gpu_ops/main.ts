@@ -154,14 +154,14 @@ const { C, F, H, K, D, V } = MODEL;
   );
   for (const t of [param, grad, m, v, norm]) engine.free(t);
 }
-/** Rows of the cross-entropy row-kernel benchmarks, and the Llama-3 vocabulary for the large-V kernels. */
+/** Rows of the cross-entropy row-kernel benchmarks, and the Llama-3 vocabulary for the two-pass kernel. */
 const CE_ROWS = 2048;
 const LLAMA3_VOCAB = 128256;
-/** Blocks per cluster of the cluster kernels (CE_CLUSTER in cross_entropy.cu). */
-const CE_CLUSTER = 8;
+/** Threads per block of both cross-entropy row kernels (CE_THREADS in lib/engine/cuda/engine.ts). */
+const CE_THREADS = 1024;
 /** Times one cross-entropy row kernel on [CE_ROWS, vocab] f32 logits -> bf16 dlogits, launched as the
  * engine launches it (bytes: logits read once + dlogits written once). */
-function crossEntropyRows(label: string, vocab: number, kernel: string, threads: number): void {
+function crossEntropyRows(label: string, vocab: number, kernel: string): void {
   const logits = engine.alloc([CE_ROWS, vocab], "f32"), dlogits = engine.alloc([CE_ROWS, vocab], "bf16");
   const losses = engine.alloc([CE_ROWS], "f32"), targets = engine.alloc([CE_ROWS], "i32");
   random(logits, 5);
@@ -174,46 +174,19 @@ function crossEntropyRows(label: string, vocab: number, kernel: string, threads:
     driver.setMaxDynamicSharedMemory(device.kernel(kernel), vocab * 4);
     const grid = Math.min(CE_ROWS, device.info.multiprocessors);
     const args = [...head, { i32: CE_ROWS }, { i32: vocab }, ...scaleGrad];
-    launch = () => device.launch(kernel, grid, threads, args, vocab * 4);
-  } else if (kernel.startsWith("cross_entropy_rows_cluster")) {
-    const args = [...head, { i32: vocab }, { i32: Math.ceil(vocab / CE_CLUSTER / 4) * 4 }, ...scaleGrad];
-    launch = () => device.launch(kernel, CE_ROWS * CE_CLUSTER, threads, args);
+    launch = () => device.launch(kernel, grid, CE_THREADS, args, vocab * 4);
   } else {
     const args = [...head, { i32: vocab }, ...scaleGrad, { i32: 1 }];
-    launch = () => device.launch(kernel, CE_ROWS, threads, args);
+    launch = () => device.launch(kernel, CE_ROWS, CE_THREADS, args);
   }
   bandwidth(`${label} [${CE_ROWS}, ${vocab}]`, CE_ROWS * vocab * 6, launch);
   for (const t of [logits, dlogits, losses, targets]) engine.free(t);
 }
+crossEntropyRows("cross-entropy rows, prefetch (engine, V <= 32768)", V, "cross_entropy_rows_prefetch_bf16");
 crossEntropyRows(
-  "cross-entropy rows, prefetch, 1024 threads (engine, V <= 32768)",
-  V,
-  "cross_entropy_rows_prefetch_bf16",
-  1024,
-);
-crossEntropyRows(
-  "cross-entropy rows, prefetch, 512 threads (bench only)",
-  V,
-  "cross_entropy_rows_prefetch512_bf16",
-  512,
-);
-crossEntropyRows(
-  "cross-entropy rows, cluster of 8 x 512 (engine, V <= 131072)",
-  LLAMA3_VOCAB,
-  "cross_entropy_rows_cluster512_bf16",
-  512,
-);
-crossEntropyRows(
-  "cross-entropy rows, cluster of 8 x 1024 (engine, V <= 262144)",
-  LLAMA3_VOCAB,
-  "cross_entropy_rows_cluster1024_bf16",
-  1024,
-);
-crossEntropyRows(
-  "cross-entropy rows, two passes (engine, larger V)",
+  "cross-entropy rows, two passes (engine, V > 32768)",
   LLAMA3_VOCAB,
   "cross_entropy_rows_bf16",
-  1024,
 );
 
 // ---- the fused lm head + cross-entropy op (3 GEMMs + the row kernel per chunk) -------------------

@@ -45,16 +45,11 @@ const COLUMN_WARPS = 8;
 const ATTENTION_WARPS = 4;
 /** Largest head dim the simple attention kernels hold in registers (8 per lane). */
 const ATTENTION_MAX_HEAD_DIM = 256;
-/** Threads per block of the cross-entropy row kernels. */
+/** Threads per block of the cross-entropy row kernels (CE_PREFETCH_THREADS in cross_entropy.cu). */
 const CE_THREADS = 1024;
 /** Largest vocabulary whose rows the prefetching cross-entropy kernel holds (8 float4 per thread in
- * registers, the next row in shared memory; cross_entropy.cu); larger ones go to the cluster kernels. */
+ * registers, the next row in shared memory; cross_entropy.cu); larger ones read each row twice. */
 const CE_PREFETCH_VOCAB = 8 * 4 * CE_THREADS;
-/** Blocks of a cluster of the large-vocabulary cross-entropy kernels (CE_CLUSTER in cross_entropy.cu). */
-const CE_CLUSTER = 8;
-/** Largest vocabularies the cluster kernels hold in registers: 8 float4 per thread, 8 blocks of 512
- * threads (two blocks per SM) or of 1024 threads; larger ones read each row twice. */
-const CE_CLUSTER_VOCAB = { 512: 8 * 4 * 512 * CE_CLUSTER, 1024: 8 * 4 * 1024 * CE_CLUSTER } as const;
 /** Bytes of f32 logits one chunk of the fused lm head + cross-entropy may hold. */
 export const LOGITS_CHUNK_BYTES = 256 * 1024 * 1024;
 
@@ -603,11 +598,6 @@ export class CudaEngine implements Engine {
         this.#allowShared(name, v * 4);
         const rest = [{ i32: rows }, { i32: v }, scaleArg, gradArg];
         this.device.launch(name, grid, CE_THREADS, [...rowArgs, ...rest], v * 4);
-      } else if (vec && v <= CE_CLUSTER_VOCAB[1024]) {
-        const threads = v <= CE_CLUSTER_VOCAB[512] ? 512 : 1024;
-        const rest = [{ i32: v }, { i32: Math.ceil(v / CE_CLUSTER / 4) * 4 }, scaleArg, gradArg];
-        const name = `cross_entropy_rows_cluster${threads}_${type}`;
-        this.device.launch(name, rows * CE_CLUSTER, threads, [...rowArgs, ...rest]);
       } else {
         const rest = [{ i32: v }, scaleArg, gradArg, { i32: vec ? 1 : 0 }];
         this.device.launch(`cross_entropy_rows_${type}`, rows, CE_THREADS, [...rowArgs, ...rest]);
