@@ -40,30 +40,30 @@ interface Results {
 }
 
 function freshInputs(dims: FlashDims): Inputs {
-  const { b, t, h, hk, d } = dims;
+  const { b, t, h, hk, hv, d } = dims;
   return {
     q: roundBf16(randn(b * t * h * d, 1.5)),
     k: roundBf16(randn(b * t * hk * d, 1.5)),
-    v: roundBf16(randn(b * t * hk * d)),
+    v: roundBf16(randn(b * t * hv * d)),
     dout: roundBf16(randn(b * t * h * d)),
   };
 }
 
 /** Forward and backward on the CUDA engine (bf16 tensors); outputs poisoned before each run. */
 async function runCuda(engine: CudaEngine, dims: FlashDims, x: Inputs): Promise<Results[]> {
-  const { b, t, h, hk, d } = dims;
+  const { b, t, h, hk, hv, d } = dims;
   const make = (shape: number[], data?: Float32Array, dtype: "bf16" | "f32" = "bf16") => {
     const tensor = engine.alloc(shape, dtype);
     if (data) engine.upload(tensor, data);
     return tensor;
   };
-  const q = make([b, t, h, d], x.q), k = make([b, t, hk, d], x.k), v = make([b, t, hk, d], x.v);
+  const q = make([b, t, h, d], x.q), k = make([b, t, hk, d], x.k), v = make([b, t, hv, d], x.v);
   const dout = make([b, t, h, d], x.dout);
   const out = make([b, t, h, d]), lse = make([b, h, t], undefined, "f32");
-  const dq = make([b, t, h, d]), dk = make([b, t, hk, d]), dv = make([b, t, hk, d]);
+  const dq = make([b, t, h, d]), dk = make([b, t, hk, d]), dv = make([b, t, hv, d]);
   const pointers = [q, k, v, out].map((tensor) => (tensor as CudaTensor).pointer);
   assert(
-    flashAttentionApplies({ ...dims, hv: hk }, { dtype: "bf16", pointers }),
+    flashAttentionApplies(dims, { dtype: "bf16", pointers }),
     "the flash kernels must be used",
   );
   const runs: Results[] = [];
@@ -86,16 +86,15 @@ async function runCuda(engine: CudaEngine, dims: FlashDims, x: Inputs): Promise<
 
 /** The CPU engine's attention (f64 accumulation) on the same inputs. */
 function runCpu(dims: FlashDims, x: Inputs): Results {
-  const { b, t, h, hk, d } = dims;
-  const full = { ...dims, hv: hk };
+  const { b, t, h, hk, hv, d } = dims;
   const out = new Float32Array(b * t * h * d), lse = new Float32Array(b * h * t);
-  attentionForward(out, lse, x.q, x.k, x.v, full);
+  attentionForward(out, lse, x.q, x.k, x.v, dims);
   const grads = {
     dq: new Float32Array(out.length),
     dk: new Float32Array(b * t * hk * d),
-    dv: new Float32Array(b * t * hk * d),
+    dv: new Float32Array(b * t * hv * d),
   };
-  attentionBackward(grads, x.dout, { q: x.q, k: x.k, v: x.v, out, lse }, full);
+  attentionBackward(grads, x.dout, { q: x.q, k: x.k, v: x.v, out, lse }, dims);
   return { out, lse, ...grads };
 }
 
@@ -146,16 +145,19 @@ function expectAll(label: string, runs: Results[], expected: Results): void {
   });
 }
 
-/** Small cases for the CPU reference: both head dims, GQA and MHA, T a multiple of the tiles or not. */
+/** Small cases for the CPU reference: both head dims, GQA and MHA, T a multiple of the tiles or not,
+ * and `query` granularity (one key per query head, fewer value heads). */
 const SMALL: FlashDims[] = [
-  { b: 1, t: 64, h: 4, hk: 2, d: 64 },
-  { b: 2, t: 200, h: 6, hk: 2, d: 64 },
-  { b: 1, t: 256, h: 4, hk: 1, d: 128 },
-  { b: 2, t: 130, h: 2, hk: 2, d: 128 },
+  { b: 1, t: 64, h: 4, hk: 2, hv: 2, d: 64 },
+  { b: 2, t: 200, h: 6, hk: 2, hv: 2, d: 64 },
+  { b: 1, t: 256, h: 4, hk: 1, hv: 1, d: 128 },
+  { b: 2, t: 130, h: 2, hk: 2, hv: 2, d: 128 },
+  { b: 1, t: 520, h: 8, hk: 8, hv: 2, d: 64 },
+  { b: 2, t: 130, h: 4, hk: 4, hv: 1, d: 128 },
 ];
 
 for (const dims of SMALL) {
-  const label = `B${dims.b} T${dims.t} H${dims.h} K${dims.hk} D${dims.d}`;
+  const label = `B${dims.b} T${dims.t} H${dims.h} K${dims.hk} V${dims.hv} D${dims.d}`;
   Deno.test({
     name: `flash attention ${label}: forward and backward match the CPU reference`,
     ...GPU_TEST,
@@ -168,8 +170,8 @@ for (const dims of SMALL) {
 
 /** Realistic sizes checked against PyTorch SDPA. */
 const LARGE: FlashDims[] = [
-  { b: 1, t: 4096, h: 16, hk: 4, d: 128 },
-  { b: 2, t: 3000, h: 8, hk: 1, d: 64 },
+  { b: 1, t: 4096, h: 16, hk: 4, hv: 4, d: 128 },
+  { b: 2, t: 3000, h: 8, hk: 1, hv: 1, d: 64 },
 ];
 
 /** Runs bench/attention/sdpa_check.py on the inputs; returns SDPA's out, lse, dq, dk, dv. */
@@ -216,23 +218,26 @@ for (const dims of LARGE) {
 
 Deno.test("flash attention refuses head dims other than 64 and 128 with a ShapeError", () => {
   for (const d of [32, 96, 256]) {
-    const error = assertThrows(() => checkFlashDims({ b: 1, t: 16, h: 2, hk: 1, d }), ShapeError);
+    const error = assertThrows(() => checkFlashDims({ b: 1, t: 16, h: 2, hk: 1, hv: 1, d }), ShapeError);
     assert(error.message.includes(`head dim ${d}`), error.message);
   }
-  assertThrows(() => checkFlashDims({ b: 1, t: 16, h: 3, hk: 2, d: 64 }), ShapeError);
-  assertThrows(() => checkFlashDims({ b: 1, t: 1 << 24, h: 2, hk: 1, d: 64 }), ShapeError);
-  checkFlashDims({ b: 2, t: 131072, h: 32, hk: 4, d: 64 });
-  checkFlashDims({ b: 1, t: 7, h: 16, hk: 16, d: 128 });
+  assertThrows(() => checkFlashDims({ b: 1, t: 16, h: 3, hk: 2, hv: 2, d: 64 }), ShapeError);
+  assertThrows(() => checkFlashDims({ b: 1, t: 16, h: 8, hk: 8, hv: 3, d: 64 }), ShapeError);
+  assertThrows(() => checkFlashDims({ b: 1, t: 1 << 24, h: 2, hk: 1, hv: 1, d: 64 }), ShapeError);
+  checkFlashDims({ b: 2, t: 131072, h: 32, hk: 4, hv: 4, d: 64 });
+  checkFlashDims({ b: 2, t: 131072, h: 32, hk: 32, hv: 4, d: 64 });
+  checkFlashDims({ b: 1, t: 7, h: 16, hk: 16, hv: 16, d: 128 });
 });
 
-Deno.test("the engine takes the flash kernels only for bf16, D 64/128, K == V heads, aligned tensors", () => {
+Deno.test("the engine takes the flash kernels only for bf16, D 64/128, K a multiple of V heads, aligned tensors", () => {
   const dims = { b: 1, t: 256, h: 8, hk: 2, hv: 2, d: 128 };
   const aligned = { dtype: "bf16", pointers: [0x7f0000000000n, 0x7f0000001000n] };
   assert(flashAttentionApplies(dims, aligned));
   assert(flashAttentionApplies({ ...dims, d: 64 }, aligned));
   assert(!flashAttentionApplies(dims, { ...aligned, dtype: "f32" }));
   assert(!flashAttentionApplies({ ...dims, d: 96 }, aligned));
-  assert(!flashAttentionApplies({ ...dims, hv: 1 }, aligned));
+  assert(flashAttentionApplies({ ...dims, hv: 1 }, aligned));
+  assert(!flashAttentionApplies({ ...dims, hk: 4, hv: 3 }, aligned));
   assert(!flashAttentionApplies(dims, { dtype: "bf16", pointers: [0x7f0000000000n, 0x7f0000001008n] }));
 });
 
@@ -240,8 +245,8 @@ Deno.test({
   name: "attention with head dim 32 (bf16) still runs through the simple kernels",
   ...GPU_TEST,
   async fn() {
-    const dims = { b: 1, t: 96, h: 4, hk: 2, d: 32 };
-    assert(!flashAttentionApplies({ ...dims, hv: 2 }, { dtype: "bf16", pointers: [0n] }));
+    const dims = { b: 1, t: 96, h: 4, hk: 2, hv: 2, d: 32 };
+    assert(!flashAttentionApplies(dims, { dtype: "bf16", pointers: [0n] }));
     const x = freshInputs(dims);
     const engine = await cudaEngine();
     const { b, t, h, hk, d } = dims;

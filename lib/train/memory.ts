@@ -201,8 +201,14 @@ export function estimateTrainingMemory(config: ModelConfig, run: MemoryRun): Mem
     const logits: [number, TensorDType][] = [[chunk * V, "f32"]];
     if (run.precision === "bf16") logits.push([chunk * V, "bf16"]);
     t.transient(`lm-head + cross-entropy chunk buffers (${chunk} rows)`, logits);
-    const flash = run.precision === "bf16" && CUDA_FLASH_HEAD_DIMS.includes(D) && Hk === K;
-    if (flash) {
+    const flash = run.precision === "bf16" && CUDA_FLASH_HEAD_DIMS.includes(D) && Hk % K === 0;
+    if (flash && Hk !== K) {
+      t.transient("flash-attention backward: dQ f32 accumulator, delta, per-key-head dV f32", [
+        [N * H * D, "f32"],
+        [N * H, "f32"],
+        [N * Hk * D, "f32"],
+      ]);
+    } else if (flash) {
       t.transient("flash-attention backward: dQ f32 accumulator and delta", [
         [N * H * D, "f32"],
         [N * H, "f32"],

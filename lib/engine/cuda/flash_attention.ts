@@ -3,7 +3,9 @@
 // The CudaEngine's attention ops call these for bf16 tensors with those head dims and keep the simple
 // kernels (attention.cu) for the rest. dq is summed over key blocks with f32 vector reductions into
 // a zeroed [B, T, H, D] f32 buffer (4 bytes per element of q, freed after the call), then scaled and
-// rounded to bf16.
+// rounded to bf16. Fewer value than key heads (`query` granularity: one rotated key per query head,
+// the checkpoint's value heads) works too: dv is summed over the key heads sharing a value head
+// through an f32 [B, T, K, D] buffer.
 
 import { ShapeError } from "../../errors.ts";
 import type { CudaDevice } from "./device.ts";
@@ -27,17 +29,19 @@ const DQ_BLOCKS_PER_SM = 8;
 /** Largest grid z (query or key blocks per head). */
 const MAX_GRID_Z = 65535;
 
-/** Sizes of one attention call: B batch, T tokens, H query heads, K key (= value) heads, D head dim. */
+/** Sizes of one attention call: B batch, T tokens, H query heads, K key heads, KV value heads (a
+ * divisor of K), D head dim. */
 export interface FlashDims {
   b: number;
   t: number;
   h: number;
   hk: number;
+  hv: number;
   d: number;
 }
 
-/** Device pointers of the forward: out [B, T, H, D], lse f32 [B, H, T], q [B, T, H, D], k and v
- * [B, T, K, D] (bf16 unless noted, 16-byte aligned). */
+/** Device pointers of the forward: out [B, T, H, D], lse f32 [B, H, T], q [B, T, H, D], k [B, T, K,
+ * D], v [B, T, KV, D] (bf16 unless noted, 16-byte aligned). */
 export interface FlashForwardArgs {
   out: bigint;
   lse: bigint;
@@ -47,7 +51,7 @@ export interface FlashForwardArgs {
   dims: FlashDims;
 }
 
-/** Device pointers of the backward: dq [B, T, H, D], dk and dv [B, T, K, D], then the forward's
+/** Device pointers of the backward: dq [B, T, H, D], dk [B, T, K, D], dv [B, T, KV, D], then the forward's
  * inputs, out and lse, and dout [B, T, H, D]. */
 export interface FlashBackwardArgs extends FlashForwardArgs {
   dq: bigint;
@@ -62,8 +66,8 @@ export interface FlashBackwardArgs extends FlashForwardArgs {
  *
  * @example
  * ```ts
- * checkFlashDims({ b: 1, t: 4096, h: 32, hk: 4, d: 64 }); // ok
- * checkFlashDims({ b: 1, t: 4096, h: 32, hk: 4, d: 96 }); // ShapeError
+ * checkFlashDims({ b: 1, t: 4096, h: 32, hk: 4, hv: 4, d: 64 }); // ok
+ * checkFlashDims({ b: 1, t: 4096, h: 32, hk: 4, hv: 4, d: 96 }); // ShapeError
  * ```
  */
 export function checkFlashDims(dims: FlashDims): void {
@@ -81,6 +85,12 @@ export function checkFlashDims(dims: FlashDims): void {
       actual: hk,
     });
   }
+  if (!(dims.hv > 0 && hk % dims.hv === 0)) {
+    throw new ShapeError(`flash attention: ${hk} key heads are not a multiple of ${dims.hv} value heads`, {
+      expected: `a divisor of ${hk}`,
+      actual: dims.hv,
+    });
+  }
   if (Math.ceil(t / Math.min(FWD_ROWS, BWD_KEYS)) > MAX_GRID_Z) {
     throw new ShapeError(`flash attention: ${t} tokens are too many for one call`, {
       expected: MAX_GRID_Z * Math.min(FWD_ROWS, BWD_KEYS),
@@ -90,8 +100,8 @@ export function checkFlashDims(dims: FlashDims): void {
 }
 
 /**
- * Whether the engine should use the flash kernels: bf16 tensors, a supported head dim, as many value
- * heads as key heads, and 16-byte aligned pointers.
+ * Whether the engine should use the flash kernels: bf16 tensors, a supported head dim, key heads a
+ * multiple of the value heads, and 16-byte aligned pointers.
  *
  * @example
  * ```ts
@@ -99,10 +109,11 @@ export function checkFlashDims(dims: FlashDims): void {
  * ```
  */
 export function flashAttentionApplies(
-  dims: FlashDims & { hv: number },
+  dims: FlashDims,
   tensors: { dtype: string; pointers: readonly bigint[] },
 ): boolean {
-  return tensors.dtype === "bf16" && FLASH_HEAD_DIMS.includes(dims.d) && dims.hk === dims.hv &&
+  return tensors.dtype === "bf16" && FLASH_HEAD_DIMS.includes(dims.d) && dims.hv > 0 &&
+    dims.hk % dims.hv === 0 &&
     Math.ceil(dims.t / BWD_KEYS) <= MAX_GRID_Z && tensors.pointers.every((p) => (p & 15n) === 0n);
 }
 
@@ -165,6 +176,7 @@ export function flashAttentionForward(device: CudaDevice, args: FlashForwardArgs
       { i32: dims.t },
       { i32: dims.h },
       { i32: dims.hk },
+      { i32: dims.hv },
       { f32: scale * Math.LOG2E },
     ],
     forwardSharedBytes(dims.d),
@@ -172,8 +184,9 @@ export function flashAttentionForward(device: CudaDevice, args: FlashForwardArgs
 }
 
 /**
- * Enqueues the causal flash-attention backward: writes dq, dk, dv (see FlashBackwardArgs). Uses two
- * temporary f32 buffers: delta [B, H, T] and the dq accumulator [B, T, H, D].
+ * Enqueues the causal flash-attention backward: writes dq, dk, dv (see FlashBackwardArgs). Uses
+ * temporary f32 buffers: delta [B, H, T], the dq accumulator [B, T, H, D] and, with fewer value than
+ * key heads, the per-key-head dv shares [B, T, K, D].
  *
  * @example
  * ```ts
@@ -183,13 +196,14 @@ export function flashAttentionForward(device: CudaDevice, args: FlashForwardArgs
 export function flashAttentionBackward(device: CudaDevice, args: FlashBackwardArgs): void {
   const { dims } = args;
   checkFlashDims(dims);
-  const { b, t, h, hk, d } = dims;
+  const { b, t, h, hk, hv, d } = dims;
   const rows = b * t * h;
   if (rows === 0) return;
   const { driver, stream, allocator } = device;
   const scale = 1 / Math.sqrt(d);
   const delta = allocator.alloc(rows * 4);
   const dqAcc = allocator.alloc(rows * d * 4);
+  const dvKeys = hv === hk ? 0n : allocator.alloc(b * t * hk * d * 4);
   driver.memsetD32(dqAcc, 0, rows * d, stream);
   device.launch("flash_attention_delta", Math.ceil(rows / ROW_THREADS), ROW_THREADS, [
     delta,
@@ -209,6 +223,7 @@ export function flashAttentionBackward(device: CudaDevice, args: FlashBackwardAr
       dqAcc,
       args.dk,
       args.dv,
+      dvKeys,
       args.q,
       args.k,
       args.v,
@@ -218,11 +233,23 @@ export function flashAttentionBackward(device: CudaDevice, args: FlashBackwardAr
       { i32: t },
       { i32: h },
       { i32: hk },
+      { i32: hv },
       { f32: scale * Math.LOG2E },
       { f32: scale },
     ],
     backwardSharedBytes(d),
   );
+  if (dvKeys !== 0n) {
+    const vRows = b * t * hv;
+    const blocks = Math.min(
+      Math.ceil(vRows * d / 8 / ROW_THREADS),
+      device.info.multiprocessors * DQ_BLOCKS_PER_SM,
+    );
+    device.launch("flash_attention_dv_sum", blocks, ROW_THREADS, [args.dv, dvKeys, BigInt(vRows), {
+      i32: hk / hv,
+    }, { i32: d }]);
+    allocator.release(dvKeys);
+  }
   const chunks = rows * d / 8;
   const blocks = Math.min(Math.ceil(chunks / ROW_THREADS), device.info.multiprocessors * DQ_BLOCKS_PER_SM);
   device.launch("flash_attention_dq", blocks, ROW_THREADS, [args.dq, dqAcc, BigInt(rows * d), {

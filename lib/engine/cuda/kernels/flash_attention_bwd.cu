@@ -1,5 +1,8 @@
 // Flash-attention backward (FlashAttention-2 on mma.sync tensor cores), bf16 in/out, f32 accumulation.
-// q, dout [B, T, H, D]; k, v, dk, dv [B, T, K, D]; lse, delta f32 [B, H, T]; dq_acc f32 [B, T, H, D].
+// q, dout [B, T, H, D]; k, dk [B, T, K, D]; v, dv [B, T, KV, D]; lse, delta f32 [B, H, T]; dq_acc f32
+// [B, T, H, D]. KV divides K; when KV < K (`query` granularity) each block writes its key head's dv
+// share in f32 to dv_keys [B, T, K, D] and flash_attention_dv_sum adds the K / KV shares of each value
+// head.
 // One block = FB_BN keys of one key head, 8 warps; dk and dv stay in registers while the block walks
 // every query head of the group and every query block (BM rows) from the diagonal on. Each step runs
 // three products, each with its own warp layout so that every warp computes a wide tile (operands
@@ -26,10 +29,10 @@ __device__ __forceinline__ u32 fa_at_addr(u32 base, int stride, int k0, int m0, 
 }
 
 template <int D, int BM>
-__device__ __forceinline__ void flash_bwd(float* dq_acc, bf16* dk, bf16* dv, const bf16* q,
-                                          const bf16* k, const bf16* v, const bf16* dout,
+__device__ __forceinline__ void flash_bwd(float* dq_acc, bf16* dk, bf16* dv, float* dv_keys,
+                                          const bf16* q, const bf16* k, const bf16* v, const bf16* dout,
                                           const float* lse, const float* delta, int T, int H, int HK,
-                                          float scale_log2, float scale) {
+                                          int HV, float scale_log2, float scale) {
   constexpr int BN = FB_BN, THREADS = FB_WARPS * 32, S = D + FA_PAD, SP = BN + FA_PAD;
   constexpr int M1 = BM / 2, MT1 = M1 / 16;          // product 1: warp tile M1 x 32 (MT1 x 4 mma tiles)
   constexpr int N2 = D / 2, NT2 = N2 / 8;            // product 2: warp tile 32 x N2
@@ -48,13 +51,14 @@ __device__ __forceinline__ void flash_bwd(float* dq_acc, bf16* dk, bf16* dv, con
   const int hk = blockIdx.x, b = blockIdx.y, k0 = blockIdx.z * BN;
   const int group = H / HK;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-  const i64 qstride = (i64)H * D, kstride = (i64)HK * D;
+  const i64 qstride = (i64)H * D, kstride = (i64)HK * D, vstride = (i64)HV * D;
+  const int hv = hk / (HK / HV);
   const int qfirst = k0 / BM;                           // the query block holding key k0
   const int qblocks = (T + BM - 1) / BM - qfirst;       // query blocks per head from there
   const int steps = group * qblocks;
 
   fa_load_tile<D, BN, THREADS>(sk, k + ((i64)b * T * HK + hk) * D, kstride, k0, T);
-  fa_load_tile<D, BN, THREADS>(sv, v + ((i64)b * T * HK + hk) * D, kstride, k0, T);
+  fa_load_tile<D, BN, THREADS>(sv, v + ((i64)b * T * HV + hv) * D, vstride, k0, T);
 
   // Loads step `it` (query head, query block) into stage buffer `stage`.
   auto load_step = [&](int it, int stage) {
@@ -233,11 +237,18 @@ __device__ __forceinline__ void flash_bwd(float* dq_acc, bf16* dk, bf16* dv, con
       if (key >= T) continue;
       const i64 at = ((i64)b * T * HK + (i64)key * HK + hk) * D + wd2 * N2 + 2 * c;
       u32* kdst = reinterpret_cast<u32*>(dk + at);
-      u32* vdst = reinterpret_cast<u32*>(dv + at);
 #pragma unroll
-      for (int n = 0; n < NT2; n++) {
-        kdst[n * 4] = fa_pack(dka[m][n][2 * i] * scale, dka[m][n][2 * i + 1] * scale);
-        vdst[n * 4] = fa_pack(dva[m][n][2 * i], dva[m][n][2 * i + 1]);
+      for (int n = 0; n < NT2; n++) kdst[n * 4] = fa_pack(dka[m][n][2 * i] * scale, dka[m][n][2 * i + 1] * scale);
+      if (dv_keys) {
+#pragma unroll
+        for (int n = 0; n < NT2; n++) {
+          dv_keys[at + n * 8] = dva[m][n][2 * i];
+          dv_keys[at + n * 8 + 1] = dva[m][n][2 * i + 1];
+        }
+      } else {
+        u32* vdst = reinterpret_cast<u32*>(dv + ((i64)b * T * HV + (i64)key * HV + hv) * D + wd2 * N2 + 2 * c);
+#pragma unroll
+        for (int n = 0; n < NT2; n++) vdst[n * 4] = fa_pack(dva[m][n][2 * i], dva[m][n][2 * i + 1]);
       }
     }
   }
@@ -247,10 +258,11 @@ __device__ __forceinline__ void flash_bwd(float* dq_acc, bf16* dk, bf16* dv, con
 #define FB_BM 64
 #define FLASH_BWD(DIM, BM, NAME)                                                                   \
   extern "C" __global__ void __launch_bounds__(FB_WARPS * 32) NAME(                                \
-      float* dq_acc, bf16* dk, bf16* dv, const bf16* q, const bf16* k, const bf16* v,              \
-      const bf16* dout, const float* lse, const float* delta, int T, int H, int HK,                \
-      float scale_log2, float scale) {                                                             \
-    flash_bwd<DIM, BM>(dq_acc, dk, dv, q, k, v, dout, lse, delta, T, H, HK, scale_log2, scale);    \
+      float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k,            \
+      const bf16* v, const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, \
+      int HV, float scale_log2, float scale) {                                                     \
+    flash_bwd<DIM, BM>(dq_acc, dk, dv, dv_keys, q, k, v, dout, lse, delta, T, H, HK, HV, scale_log2, \
+                       scale);                                                                     \
   }
 FLASH_BWD(64, FB_BM, flash_attention_bwd_d64)
 FLASH_BWD(128, FB_BM, flash_attention_bwd_d128)
@@ -280,5 +292,23 @@ extern "C" __global__ void flash_attention_dq(bf16* dq, const float* dq_acc, i64
 #pragma unroll
     for (int e = 0; e < 8; e++) x[e] *= scale;
     st8(dq + (i << 3), x);
+  }
+}
+
+/** dv[B, T, KV, D] = bf16(sum of the K / KV key-head shares in dv_keys[B, T, K, D]) (`query`
+ * granularity); D a multiple of 8, 16-byte aligned. */
+extern "C" __global__ void flash_attention_dv_sum(bf16* dv, const float* dv_keys, i64 rows, int shares, int D) {
+  const int chunks = D >> 3;
+  GRID_LOOP(i, rows * chunks) {
+    const i64 row = i / chunks; // (b * T + t) * KV + hv
+    const int d = (int)(i % chunks) << 3;
+    float sum[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    for (int j = 0; j < shares; j++) {
+      float x[8];
+      ld8(dv_keys + (row * shares + j) * D + d, x);
+#pragma unroll
+      for (int e = 0; e < 8; e++) sum[e] += x[e];
+    }
+    st8(dv + row * D + d, sum);
   }
 }

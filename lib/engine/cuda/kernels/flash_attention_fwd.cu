@@ -1,19 +1,23 @@
 // Flash-attention forward (FlashAttention-2 on mma.sync tensor cores), bf16 in/out, f32 accumulation,
-// causal, grouped heads. q, out [B, T, H, D]; k, v [B, T, K, D]; lse f32 [B, H, T] (natural log of
+// causal, grouped heads. q, out [B, T, H, D]; k [B, T, K, D]; v [B, T, KV, D] (KV divides K: fewer
+// value than key heads is `query` granularity, one rotated key per query head); lse f32 [B, H, T] (natural log of
 // each query row's sum of exp(scaled scores)). One block = FA_BR query rows of one head, 16 * FA_MT
 // rows per warp (the FA_MT m-tiles share each key/value fragment loaded from shared memory: measured
 // on the H200 at T 32k, 318 vs 279 TFLOP/s at D 64 and 298 vs 291 at D 128 against 16 rows per warp);
 // key/value tiles of FA_BC rows stream through shared memory with cp.async double buffering; the
 // T x T scores never exist. Grid: (H, B, ceil(T / FA_BR)), the longest (last) query blocks first.
+// LAZY: the output rows are rescaled only when some row of the warp's m-tile got a new maximum (a
+// warp vote). Same results bit for bit; on the H200 it took D 128 from 288-301 to 307-324 TFLOP/s
+// (T 8k-128k) and slowed D 64 from 310-320 to 291-302, so only D 128 uses it.
 
 #define FA_BR 128
 #define FA_BC 64
 #define FA_MT 2
 #define FA_FWD_THREADS (FA_BR / (16 * FA_MT) * 32)
 
-template <int D>
+template <int D, bool LAZY>
 __device__ __forceinline__ void flash_fwd(bf16* out, float* lse, const bf16* q, const bf16* k,
-                                          const bf16* v, int T, int H, int HK, float scale_log2) {
+                                          const bf16* v, int T, int H, int HK, int HV, float scale_log2) {
   constexpr int MT = FA_MT, S = D + FA_PAD, THREADS = FA_FWD_THREADS, NT = FA_BC / 8, DT = D / 8;
   bf16* smem = reinterpret_cast<bf16*>(fa_shared);
   const u32 sq = fa_smem(smem);
@@ -21,19 +25,19 @@ __device__ __forceinline__ void flash_fwd(bf16* out, float* lse, const bf16* q, 
   const u32 sv = sk + 2u * 2 * FA_BC * S; // [2][FA_BC][S]
   const int h = blockIdx.x, b = blockIdx.y;
   const int q0 = (gridDim.z - 1 - blockIdx.z) * FA_BR;
-  const int hk = h / (H / HK);
+  const int hk = h / (H / HK), hv = h / (H / HV);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-  const i64 qstride = (i64)H * D, kstride = (i64)HK * D;
+  const i64 qstride = (i64)H * D, kstride = (i64)HK * D, vstride = (i64)HV * D;
   const bf16* qb = q + ((i64)b * T * H + h) * D;
   const bf16* kb = k + ((i64)b * T * HK + hk) * D;
-  const bf16* vb = v + ((i64)b * T * HK + hk) * D;
+  const bf16* vb = v + ((i64)b * T * HV + hv) * D;
   const int last = imin(T, q0 + FA_BR);
   const int blocks = (last + FA_BC - 1) / FA_BC;
   const int wrow = warp * 16 * MT; // this warp's first row in the block
 
   fa_load_tile<D, FA_BR, THREADS>(sq, qb, qstride, q0, T);
   fa_load_tile<D, FA_BC, THREADS>(sk, kb, kstride, 0, T);
-  fa_load_tile<D, FA_BC, THREADS>(sv, vb, kstride, 0, T);
+  fa_load_tile<D, FA_BC, THREADS>(sv, vb, vstride, 0, T);
   fa_cp_commit();
 
   float o[MT][DT][4];
@@ -52,7 +56,7 @@ __device__ __forceinline__ void flash_fwd(bf16* out, float* lse, const bf16* q, 
     if (j + 1 < blocks) {
       const u32 off = 2u * (u32)((buf ^ 1) * FA_BC * S);
       fa_load_tile<D, FA_BC, THREADS>(sk + off, kb, kstride, (j + 1) * FA_BC, T);
-      fa_load_tile<D, FA_BC, THREADS>(sv + off, vb, kstride, (j + 1) * FA_BC, T);
+      fa_load_tile<D, FA_BC, THREADS>(sv + off, vb, vstride, (j + 1) * FA_BC, T);
     }
     fa_cp_commit();
     fa_cp_wait<1>();
@@ -118,8 +122,10 @@ __device__ __forceinline__ void flash_fwd(bf16* out, float* lse, const bf16* q, 
         }
         l[mt][i] = l[mt][i] * alpha + sum;
         m[mt][i] = mnew;
+        if (!LAZY || __any_sync(0xffffffffu, alpha != 1.f)) {
 #pragma unroll
-        for (int d = 0; d < DT; d++) o[mt][d][2 * i] *= alpha, o[mt][d][2 * i + 1] *= alpha;
+          for (int d = 0; d < DT; d++) o[mt][d][2 * i] *= alpha, o[mt][d][2 * i + 1] *= alpha;
+        }
       }
     }
     // o += p v, p from the score registers (accumulator layout = A layout of two adjacent tiles).
@@ -165,11 +171,11 @@ __device__ __forceinline__ void flash_fwd(bf16* out, float* lse, const bf16* q, 
   }
 }
 
-#define FLASH_FWD(DIM)                                                                             \
+#define FLASH_FWD(DIM, LAZY, NAME)                                                                   \
   extern "C" __global__ void __launch_bounds__(FA_FWD_THREADS)                                     \
-      flash_attention_fwd_d##DIM(bf16* out, float* lse, const bf16* q, const bf16* k,              \
-                                 const bf16* v, int T, int H, int HK, float scale_log2) {           \
-    flash_fwd<DIM>(out, lse, q, k, v, T, H, HK, scale_log2);                                       \
+      NAME(bf16* out, float* lse, const bf16* q, const bf16* k,              \
+                                 const bf16* v, int T, int H, int HK, int HV, float scale_log2) {   \
+    flash_fwd<DIM, LAZY>(out, lse, q, k, v, T, H, HK, HV, scale_log2);                                       \
   }
-FLASH_FWD(64)
-FLASH_FWD(128)
+FLASH_FWD(64, false, flash_attention_fwd_d64)
+FLASH_FWD(128, true, flash_attention_fwd_d128)
