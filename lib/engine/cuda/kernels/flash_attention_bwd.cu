@@ -10,14 +10,16 @@
 //   1. s = q k^T and dp = dout v^T [BM x BN]: warps 2 (queries) x 4 (keys), tiles BM/2 x 32;
 //      p = exp(s - lse) and ds = p (dp - delta) go to shared memory as bf16 [BM][BN];
 //   2. dv += p^T dout, dk += ds^T q [BN x D]: warps 4 (keys) x 2 (dims), tiles 32 x D/2 (registers);
-//   3. dq = ds k [BM x D]: warps BM/32 (queries) x rest (dims), tiles 32 x 32, added to dq_acc (zeroed
-//      before) with 16-byte f32 vector reductions, then scaled and rounded by flash_attention_dq.
+//   3. dq = ds k [BM x D]: warps BM/32 (queries) x rest (dims), tiles 32 x D*BM/256 (32 x 16 at D 64,
+//      32 x 32 at D 128), added to dq_acc (zeroed before) with 16-byte f32 vector reductions, then
+//      scaled and rounded by flash_attention_dq.
 // delta = rowsum(dout * out) comes from flash_attention_delta first. Query/dout tiles are double
 // buffered (cp.async): step i+1's tiles load while step i computes; two barriers per step.
 // Grid: (K, B, ceil(T / FB_BN)), the longest (first) key blocks first.
-// Measured on the H200 (bench/attention, 2026-11-29): 251-272 TFLOP/s at D 128 and 209-224 at D 64
+// Measured on the H200 (bench/attention, 2026-11-29): 250-272 TFLOP/s at D 128 and 213-226 at D 64
 // with BM 64 (BM 128 at D 64: 3% slower), against 196-216 and 169-178 for the previous layout (each
-// warp 16 keys x all 64 queries of a step, so every warp read the whole q and dout tiles).
+// warp 16 keys x all 64 queries of a step, so every warp read the whole q and dout tiles). Both use
+// 254 registers (one block per SM); capping them at 128 for two blocks per SM spills 456 bytes (D 64).
 
 #define FB_BN 128
 #define FB_WARPS 8
