@@ -76,12 +76,19 @@ function requireCuda(config: TrainConfig): void {
   }
 }
 
-/** This program's own command line, for a rank process: `deno run <permissions> <main>` or the
- * compiled binary. */
+/** Flag of a rank's `deno run`: the launcher has loaded every module already, so a rank never asks a
+ * registry (with an empty Deno cache and `nodeModulesDir: auto`, as on the GPU machine, Deno first tries
+ * to download npm package data: seen here failing fast and going on; where connections hang, they would
+ * hold up the rank's start). */
+const RANK_CACHED_ONLY = "--cached-only";
+
+/** This program's own command line, for a rank process: `deno run --cached-only <permissions> <main>` or
+ * the compiled binary. */
 function selfCommand(): { command: string; args: string[] } {
   const command = Deno.execPath();
   const compiled = !/\/deno$/.test(command);
-  return { command, args: compiled ? [] : ["run", ...RANK_PERMISSIONS, new URL(Deno.mainModule).pathname] };
+  const main = new URL(Deno.mainModule).pathname;
+  return { command, args: compiled ? [] : ["run", RANK_CACHED_ONLY, ...RANK_PERMISSIONS, main] };
 }
 
 /** `args` without `--gpus N` / `--gpus=N`. */
