@@ -6,6 +6,7 @@
 const BENCHES: Readonly<Record<string, (args: string[]) => Promise<void>>> = {
   io: async () => (await import("./io/bench.ts")).run(),
   train: async (args) => (await import("./train/main.ts")).run(args),
+  scaling: async (args) => (await import("./train/scaling.ts")).run(args),
 };
 
 const firstOption = Deno.args.findIndex((arg) => arg.startsWith("--"));

@@ -24,11 +24,11 @@ import { writeTextFileAtomically } from "../../lib/util/atomic.ts";
 const MFU_PEAK_FLOPS = 806e12;
 const LENGTHS = [4096, 16384, 65536, 131072, 262144];
 /** Per-KV-head RoPE bases of both sides (spread over the range of the paper's Table 2). */
-const HEAD_BASES = [1e6, 2.3e6, 3.6e6, 5e6];
+export const HEAD_BASES = [1e6, 2.3e6, 3.6e6, 5e6];
 /** Standard deviation of the random matrices (HF's initializer_range). */
-const INIT_STD = 0.02;
+export const INIT_STD = 0.02;
 /** Random values are drawn once and every matrix uploads a window of them at its own offset. */
-const INIT_SPREAD = 1 << 20;
+export const INIT_SPREAD = 1 << 20;
 /** Tokens of the pass that shrinks the activations between lengths (so their memory can be released). */
 const SHRINK_TOKENS = 16;
 const LR = 1e-5;
@@ -37,7 +37,7 @@ const SEED = 1234;
 const GIB = 2 ** 30;
 
 /** The two shapes: the benchmark's, and a tiny one that proves the plumbing on the CPU engine. */
-const SHAPES: Readonly<Record<string, Record<string, unknown>>> = {
+export const SHAPES: Readonly<Record<string, Record<string, unknown>>> = {
   tinyllama: {
     hidden_size: 2048,
     intermediate_size: 5632,
@@ -91,7 +91,15 @@ interface Row {
   error?: string;
 }
 
-function parseLength(text: string): number {
+/**
+ * A length as given on the command line: tokens, or k = 1024 tokens (ConfigError otherwise).
+ *
+ * @example
+ * ```ts
+ * parseLength("16k"); // 16384
+ * ```
+ */
+export function parseLength(text: string): number {
   const match = /^(\d+)(k?)$/i.exec(text.trim());
   if (!match) throw new ConfigError(`--lengths: "${text}" is not a length`, { hint: "e.g. 4k,16k or 4096" });
   return Number(match[1]) * (match[2] ? 1024 : 1);
@@ -131,8 +139,15 @@ function parseOptions(args: string[]): Options {
   };
 }
 
-/** The HF config of a shape (plain RoPE: the peer patches in the per-head bases itself). */
-function hfConfig(shape: string, maxLength: number): Record<string, unknown> {
+/**
+ * The HF config of a shape (plain RoPE: the peer patches in the per-head bases itself).
+ *
+ * @example
+ * ```ts
+ * hfConfig("tiny", 4096).num_hidden_layers; // 2
+ * ```
+ */
+export function hfConfig(shape: string, maxLength: number): Record<string, unknown> {
   const s = SHAPES[shape];
   return {
     architectures: ["LlamaForCausalLM"],
