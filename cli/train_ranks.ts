@@ -76,19 +76,20 @@ function requireCuda(config: TrainConfig): void {
   }
 }
 
-/** Flag of a rank's `deno run`: the launcher has loaded every module already, so a rank never asks a
- * registry (with an empty Deno cache and `nodeModulesDir: auto`, as on the GPU machine, Deno first tries
- * to download npm package data: seen here failing fast and going on; where connections hang, they would
- * hold up the rank's start). */
-const RANK_CACHED_ONLY = "--cached-only";
+/** Flags of a rank's `deno run`: the launcher has loaded every module already, so a rank takes the
+ * project's node_modules as they are and never asks a registry. Without them (`nodeModulesDir: auto`)
+ * Deno first checks node_modules against every npm dependency in deno.json, and on the GPU machine (no
+ * registry, a node_modules without the plotting packages, an empty Deno cache) a rank would stop with
+ * "Failed caching npm package '@resvg/resvg-wasm'" (reproduced with a copy of that setup on the CPU). */
+const RANK_DENO_FLAGS = ["--node-modules-dir=manual", "--cached-only"];
 
-/** This program's own command line, for a rank process: `deno run --cached-only <permissions> <main>` or
- * the compiled binary. */
+/** This program's own command line, for a rank process: `deno run <RANK_DENO_FLAGS> <permissions>
+ * <main>` or the compiled binary. */
 function selfCommand(): { command: string; args: string[] } {
   const command = Deno.execPath();
   const compiled = !/\/deno$/.test(command);
   const main = new URL(Deno.mainModule).pathname;
-  return { command, args: compiled ? [] : ["run", RANK_CACHED_ONLY, ...RANK_PERMISSIONS, main] };
+  return { command, args: compiled ? [] : ["run", ...RANK_DENO_FLAGS, ...RANK_PERMISSIONS, main] };
 }
 
 /** `args` without `--gpus N` / `--gpus=N`. */
