@@ -126,7 +126,8 @@ async function harpeTaskArgs(): Promise<string[]> {
   return ["run", ...EXTRA_DENO_FLAGS, ...words.slice(2, -1), `${ROOT}${words.at(-1)}`];
 }
 
-/** train.yaml of one run: T tokens, one sequence per GPU per step (batch 1, grad_accum N). */
+/** train.yaml of one run: T tokens, one sequence per GPU per step. As batch 1 and grad_accum N (not batch N
+ * and grad_accum 1, which trains the same) because `harpe train` sizes its memory estimate by `batch`. */
 function trainYaml(dir: string, options: Options, t: number, gpus: number): string {
   return toYaml({
     model: `${dir}/model`,
