@@ -1,6 +1,6 @@
 // bench/train/scaling.ts on the CPU (tiny shape): the 1-GPU row's tokens/s comes from the log of a real
 // `harpe train` run, the 2-GPU row says it needs CUDA without starting anything, the JSON is written and
-// the temp dir is gone; bad options are exit 2 with one line.
+// the temp dir is gone; a run stopped by --timeout is a row; bad options are exit 2 with one line.
 
 import { assert, assertAlmostEquals, assertEquals, assertStringIncludes } from "./assert.ts";
 import { DENO_RUN, PROJECT_ROOT, withTempDir } from "./harness.ts";
@@ -66,6 +66,24 @@ Deno.test("bench scaling on the CPU: 1-GPU tokens/s from the run's log, 2 GPUs n
     assertStringIncludes(run.stdout, "| 64 | 2 | (needs CUDA");
     assert(result.work_dir.startsWith(tmp), `work dir ${result.work_dir} under TMPDIR`);
     assertEquals([...Deno.readDirSync(tmp)], [], "the temp dir (model, tokens, run dirs) is removed");
+  });
+});
+
+Deno.test("bench scaling: a run past --timeout is stopped and becomes a row, the bench goes on", async () => {
+  await withTempDir(async (dir) => {
+    const tmp = `${dir}/tmp`;
+    await Deno.mkdir(tmp);
+    const out = `${dir}/scaling.json`;
+    // A 16k-token step of the tiny model takes far more than a second on the CPU engine.
+    const args = ["--device", "cpu", "--gpus", "1,2", "--lengths", "16k", "--timeout", "1", "--out", out];
+    const run = await scaling(args, tmp);
+    assertEquals(run.code, 0, run.stderr);
+    const rows = JSON.parse(await Deno.readTextFile(out)).rows;
+    assertEquals(rows.map((r: { gpus: number }) => r.gpus), [1, 2]);
+    assertEquals(rows[0].error, "stopped after the --timeout of 1 s");
+    assertStringIncludes(rows[1].error, "needs CUDA");
+    assertStringIncludes(run.stdout, "| 16384 | 1 | (stopped after the --timeout of 1 s) |");
+    assertEquals([...Deno.readDirSync(tmp)], []);
   });
 });
 
