@@ -8,7 +8,8 @@ import { PROJECT_ROOT, withTempDir, writeCorpusTokens } from "./harness.ts";
 import { memoryCommunicators } from "./distributed_memory_communicator.ts";
 import { rankMicroBatches, rankShare } from "../lib/distributed/mod.ts";
 import { ConfigError } from "../lib/errors.ts";
-import { parseTrainConfig, readLog, train } from "../lib/train/mod.ts";
+import { estimateTrainingMemory, parseTrainConfig, readLog, train } from "../lib/train/mod.ts";
+import { readConfig } from "../lib/checkpoint/mod.ts";
 import { SafetensorsFile } from "../lib/safetensors/mod.ts";
 
 const STEPS = 6;
@@ -217,5 +218,28 @@ Deno.test("2 and 4 simulated ranks follow the 1-rank loss curve and end at its w
       assert(resumed.loss <= LOSS_RTOL, `${copy}: loss/grad-norm rel. diff ${resumed.loss}`);
       assert(resumed.weight <= WEIGHT_ATOL, `${copy}: weight diff ${resumed.weight}`);
     }
+  });
+});
+
+Deno.test("on several ranks the memory estimate counts each rank's micro-batch, not the loader batch", async () => {
+  await withTempDir(async (dir) => {
+    await writeCorpusTokens(`${dir}/train.tokens`);
+    // batch 2, grad_accum 1 on 2 ranks: one sequence per rank per step.
+    const cfg = { ...config(dir, "estimate"), grad_accum: 1, steps: 1 };
+    const connect = memoryCommunicators(2);
+    const estimates: number[] = [];
+    await Promise.all(connect.map((c, rank) =>
+      train(cfg, {
+        progress: false,
+        distributed: { rank, worldSize: 2, connect: c },
+        onMemoryEstimate: (estimate) => estimates.push(estimate.total),
+      })
+    ));
+    const modelConfig = await readConfig(`${PROJECT_ROOT}fixtures/tiny`);
+    const run = { seqLen: 32, precision: "f32", checkpointing: false, device: "cpu" } as const;
+    const one = estimateTrainingMemory(modelConfig, { ...run, batch: 1 }).total;
+    const two = estimateTrainingMemory(modelConfig, { ...run, batch: 2 }).total;
+    assert(one < two, `the estimate must grow with the batch (${one} vs ${two})`);
+    assertEquals(estimates, [one, one]);
   });
 });

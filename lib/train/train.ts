@@ -88,7 +88,10 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   const runDir = config.out;
   const distributed = options.distributed;
   const lead = !distributed || distributed.rank === 0;
-  if (distributed) rankShare({ batch: config.batch, gradAccum: config.grad_accum }, distributed);
+  // On several ranks each holds micro-batches of share.microBatch sequences, not `batch`.
+  const share = distributed
+    ? rankShare({ batch: config.batch, gradAccum: config.grad_accum }, distributed)
+    : null;
   if (lead && !options.resume && await pathExists(`${runDir}/train.yaml`)) {
     throw new PathError(`Run directory "${runDir}" already holds a run`, {
       file: runDir,
@@ -113,7 +116,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     const modelDir = await prepareModelOnRanks(config, communicator);
     const memoryRun = {
       seqLen: config.seq_len,
-      batch: config.batch,
+      batch: share?.microBatch ?? config.batch,
       precision: config.precision,
       checkpointing: config.activation_checkpointing,
       device: config.device,
