@@ -16,6 +16,7 @@ import type { CellResult } from "../lib/eval/results_store.ts";
 import { pplPoints, scorePoints } from "../lib/eval/summary.ts";
 import { formatTable } from "../lib/util/table.ts";
 import { printJson, runAction } from "./run_action.ts";
+import { cudaLibDirOption, deviceOption } from "./engine_options.ts";
 
 /** Output folder when -o is not given. */
 export const DEFAULT_EVAL_DIR = "eval-report";
@@ -115,11 +116,8 @@ export function evalCommand(): Command {
       'tokenizer.json (default: each checkpoint\'s), or "bytes" for byte-level ids',
     )
     .option("--kv-cache <dtype>", "KV cache storage: f32, or bf16 for half the memory", "f32")
-    .option("--device <device>", "engine to run on (cpu or cuda)", "cpu")
-    .option(
-      "--cuda-lib-dir <dir>",
-      "folder holding libcuda / libnvrtc / libcublasLt when not in the usual places (device cuda)",
-    )
+    .addOption(deviceOption())
+    .addOption(cudaLibDirOption())
     .option(
       "-o, --output <dir>",
       "output folder (finished cells in results.jsonl are kept and skipped)",

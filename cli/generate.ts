@@ -7,6 +7,7 @@ import { loadModel } from "../lib/model/load.ts";
 import { checkCodecFits, loadCodec } from "../lib/eval/codec.ts";
 import { DEFAULT_MAX_NEW_TOKENS, generateGreedy } from "../lib/eval/generate.ts";
 import { printJson, runAction } from "./run_action.ts";
+import { cudaLibDirOption, deviceOption } from "./engine_options.ts";
 
 interface GenerateFlags {
   prompt: string;
@@ -52,11 +53,8 @@ export function generateCommand(): Command {
       'tokenizer.json (default: the checkpoint\'s), or "bytes" for byte-level ids',
     )
     .option("--kv-cache <dtype>", "KV cache storage: f32, or bf16 for half the memory", "f32")
-    .option("--device <device>", "engine to run on (cpu or cuda)", "cpu")
-    .option(
-      "--cuda-lib-dir <dir>",
-      "folder holding libcuda / libnvrtc / libcublasLt when not in the usual places (device cuda)",
-    )
+    .addOption(deviceOption())
+    .addOption(cudaLibDirOption())
     .option("--json", "print the result as JSON")
     .action(runAction("generate", async (checkpoint: string, flags: GenerateFlags) => {
       const maxNewTokens = parseCount(flags.maxNewTokens, "--max-new-tokens");

@@ -4,6 +4,7 @@ import { Command } from "commander";
 import { formatMemoryEstimate, loadTrainConfig, train, TrainingDivergedError } from "../lib/train/mod.ts";
 import { EXIT_FAILURE, printJson, runAction } from "./run_action.ts";
 import { launchRanks, rankOptions } from "./train_ranks.ts";
+import { cudaLibDirOption } from "./engine_options.ts";
 
 interface TrainFlags {
   config: string;
@@ -49,10 +50,7 @@ export function trainCommand(): Command {
     .option("--lr <x>", "override optimizer.lr")
     .option("--seed <n>", "override seed")
     .option("--device <name>", "override device (cpu)")
-    .option(
-      "--cuda-lib-dir <dir>",
-      "folder holding libcuda / libnvrtc / libcublasLt when not in the usual places (device cuda)",
-    )
+    .addOption(cudaLibDirOption())
     .option("--checkpoint-every <n>", "override checkpoint.every")
     .option(
       "--activation-checkpointing",

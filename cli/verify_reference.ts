@@ -12,6 +12,7 @@ import {
 } from "../lib/model/verify_reference.ts";
 import { formatTable } from "../lib/util/table.ts";
 import { EXIT_FAILURE, printJson, runAction } from "./run_action.ts";
+import { cudaLibDirOption, deviceOption } from "./engine_options.ts";
 
 function formatError(error: number, tolerance: number): string[] {
   return [error.toExponential(2), error <= tolerance ? "ok" : `FAIL (> ${tolerance})`];
@@ -42,11 +43,8 @@ export function verifyReferenceCommand(): Command {
       "Check logits, loss and gradients against a reference case (meta.json, checkpoint/, reference.safetensors)",
     )
     .argument("<case-dir>", "the case directory, e.g. fixtures/golden/llama_mha")
-    .option("--device <device>", "engine to run on (cpu or cuda)", "cpu")
-    .option(
-      "--cuda-lib-dir <dir>",
-      "folder holding libcuda / libnvrtc / libcublasLt when not in the usual places (device cuda)",
-    )
+    .addOption(deviceOption())
+    .addOption(cudaLibDirOption())
     .option("--json", "print the report as JSON")
     .action(
       runAction(
