@@ -9,6 +9,11 @@ import { writeSafetensors } from "../lib/safetensors/mod.ts";
 
 const TOKENIZER = `${PROJECT_ROOT}fixtures/tiny/tokenizer.json`;
 
+/** `harpe tokenize INPUTS --tokenizer TOKENIZER -o OUT [...extra]` as a subprocess. */
+function tokenizeCli(inputs: string[], out: string, ...extra: string[]) {
+  return runHarpe(["tokenize", ...inputs, "--tokenizer", TOKENIZER, "-o", out, ...extra]);
+}
+
 Deno.test("xoshiro128** matches the reference sequence for state [1, 2, 3, 4]", () => {
   const rng = Rng.fromState([1, 2, 3, 4]);
   // First outputs of the reference C implementation (hand-checked: rotl(2*5, 7)*9 = 11520, ...).
@@ -140,16 +145,7 @@ Deno.test("harpe tokenize: text + JSONL into one token file whose documents matc
       `${dir}/b.jsonl`,
       texts.slice(1).map((text) => JSON.stringify({ text, id: 1 })).join("\n"),
     );
-    const result = await runHarpe([
-      "tokenize",
-      `${dir}/a.txt`,
-      `${dir}/b.jsonl`,
-      "--tokenizer",
-      TOKENIZER,
-      "-o",
-      `${dir}/out.tokens`,
-      "--json",
-    ]);
+    const result = await tokenizeCli([`${dir}/a.txt`, `${dir}/b.jsonl`], `${dir}/out.tokens`, "--json");
     assertEquals(result.code, 0, result.stderr);
     const summary = JSON.parse(result.stdout);
     assertEquals(summary.documents, 4);
@@ -168,26 +164,12 @@ Deno.test("harpe tokenize: text + JSONL into one token file whose documents matc
 Deno.test("harpe tokenize: a bad JSONL line is exit 2 naming file and line, and writes nothing", async () => {
   await withTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/bad.jsonl`, '{"text": "fine"}\n{"text": oops}\n');
-    const result = await runHarpe([
-      "tokenize",
-      `${dir}/bad.jsonl`,
-      "--tokenizer",
-      TOKENIZER,
-      "-o",
-      `${dir}/out.tokens`,
-    ]);
+    const result = await tokenizeCli([`${dir}/bad.jsonl`], `${dir}/out.tokens`);
     assertEquals(result.code, 2);
     assertStringIncludes(result.stderr, "bad.jsonl:2");
     assertEquals(result.stderr.trim().split("\n").length, 1);
     await Deno.writeTextFile(`${dir}/notext.jsonl`, '{"text": "fine"}\n\n{"body": "x"}\n');
-    const missing = await runHarpe([
-      "tokenize",
-      `${dir}/notext.jsonl`,
-      "--tokenizer",
-      TOKENIZER,
-      "-o",
-      `${dir}/out.tokens`,
-    ]);
+    const missing = await tokenizeCli([`${dir}/notext.jsonl`], `${dir}/out.tokens`);
     assertEquals(missing.code, 2);
     assertStringIncludes(missing.stderr, "notext.jsonl:3");
     assertStringIncludes(missing.stderr, '"text"');
@@ -199,39 +181,17 @@ Deno.test("harpe tokenize: an existing output needs --force; unknown file types 
   await withTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/a.md`, "# Title\n\nSome *Markdown* text.");
     await Deno.writeTextFile(`${dir}/out.tokens`, "keep me");
-    const refused = await runHarpe([
-      "tokenize",
-      `${dir}/a.md`,
-      "--tokenizer",
-      TOKENIZER,
-      "-o",
-      `${dir}/out.tokens`,
-    ]);
+    const refused = await tokenizeCli([`${dir}/a.md`], `${dir}/out.tokens`);
     assertEquals(refused.code, 2);
     assertStringIncludes(refused.stderr, "--force");
     assertEquals(await Deno.readTextFile(`${dir}/out.tokens`), "keep me");
-    const forced = await runHarpe([
-      "tokenize",
-      `${dir}/a.md`,
-      "--tokenizer",
-      TOKENIZER,
-      "-o",
-      `${dir}/out.tokens`,
-      "--force",
-    ]);
+    const forced = await tokenizeCli([`${dir}/a.md`], `${dir}/out.tokens`, "--force");
     assertEquals(forced.code, 0, forced.stderr);
     const file = await readTokenFile(`${dir}/out.tokens`);
     const tok = await loadTokenizer(TOKENIZER);
     assertEquals(Array.from(file.tokens), tok.encode("# Title\n\nSome *Markdown* text."));
     await Deno.writeTextFile(`${dir}/a.csv`, "x,y");
-    const csv = await runHarpe([
-      "tokenize",
-      `${dir}/a.csv`,
-      "--tokenizer",
-      TOKENIZER,
-      "-o",
-      `${dir}/c.tokens`,
-    ]);
+    const csv = await tokenizeCli([`${dir}/a.csv`], `${dir}/c.tokens`);
     assertEquals(csv.code, 2);
     assertStringIncludes(csv.stderr, "unknown file type");
     assertEquals(await listDir(dir), ["a.csv", "a.md", "out.tokens"]);
