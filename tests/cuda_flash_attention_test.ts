@@ -5,7 +5,8 @@
 // outputs poisoned (NaN) before each run, so stale or racy results fail.
 
 import { attentionBackward, attentionForward } from "../lib/engine/cpu/attention.ts";
-import { checkFlashDims, flashAttentionApplies, type FlashDims } from "../lib/engine/cuda/flash_attention.ts";
+import type { AttentionDims } from "../lib/engine/checks.ts";
+import { checkFlashDims, flashAttentionApplies } from "../lib/engine/cuda/flash_attention.ts";
 import type { CudaEngine, CudaTensor } from "../lib/engine/cuda/mod.ts";
 import type { Tensor } from "../lib/engine/engine.ts";
 import { ShapeError } from "../lib/errors.ts";
@@ -39,7 +40,7 @@ interface Results {
   dv: Float32Array;
 }
 
-function freshInputs(dims: FlashDims): Inputs {
+function freshInputs(dims: AttentionDims): Inputs {
   const { b, t, h, hk, hv, d } = dims;
   return {
     q: roundBf16(randn(b * t * h * d, 1.5)),
@@ -50,7 +51,7 @@ function freshInputs(dims: FlashDims): Inputs {
 }
 
 /** Forward and backward on the CUDA engine (bf16 tensors); outputs poisoned before each run. */
-async function runCuda(engine: CudaEngine, dims: FlashDims, x: Inputs): Promise<Results[]> {
+async function runCuda(engine: CudaEngine, dims: AttentionDims, x: Inputs): Promise<Results[]> {
   const { b, t, h, hk, hv, d } = dims;
   const make = (shape: number[], data?: Float32Array, dtype: "bf16" | "f32" = "bf16") => {
     const tensor = engine.alloc(shape, dtype);
@@ -85,7 +86,7 @@ async function runCuda(engine: CudaEngine, dims: FlashDims, x: Inputs): Promise<
 }
 
 /** The CPU engine's attention (f64 accumulation) on the same inputs. */
-function runCpu(dims: FlashDims, x: Inputs): Results {
+function runCpu(dims: AttentionDims, x: Inputs): Results {
   const { b, t, h, hk, hv, d } = dims;
   const out = new Float32Array(b * t * h * d), lse = new Float32Array(b * h * t);
   attentionForward(out, lse, x.q, x.k, x.v, dims);
@@ -147,7 +148,7 @@ function expectAll(label: string, runs: Results[], expected: Results): void {
 
 /** Small cases for the CPU reference: both head dims, GQA and MHA, T a multiple of the tiles or not,
  * and `query` granularity (one key per query head, fewer value heads). */
-const SMALL: FlashDims[] = [
+const SMALL: AttentionDims[] = [
   { b: 1, t: 64, h: 4, hk: 2, hv: 2, d: 64 },
   { b: 2, t: 200, h: 6, hk: 2, hv: 2, d: 64 },
   { b: 1, t: 256, h: 4, hk: 1, hv: 1, d: 128 },
@@ -169,13 +170,13 @@ for (const dims of SMALL) {
 }
 
 /** Realistic sizes checked against PyTorch SDPA. */
-const LARGE: FlashDims[] = [
+const LARGE: AttentionDims[] = [
   { b: 1, t: 4096, h: 16, hk: 4, hv: 4, d: 128 },
   { b: 2, t: 3000, h: 8, hk: 1, hv: 1, d: 64 },
 ];
 
 /** Runs bench/attention/sdpa_check.py on the inputs; returns SDPA's out, lse, dq, dk, dv. */
-async function runSdpa(dims: FlashDims, x: Inputs): Promise<Results> {
+async function runSdpa(dims: AttentionDims, x: Inputs): Promise<Results> {
   const dir = await Deno.makeTempDir({ prefix: "harpe-sdpa-" });
   try {
     for (const [name, data] of Object.entries(x)) {

@@ -8,6 +8,7 @@
 // through an f32 [B, T, K, D] buffer.
 
 import { ShapeError } from "../../errors.ts";
+import type { AttentionDims } from "../checks.ts";
 import type { CudaDevice } from "./device.ts";
 
 /** Head dims the flash kernels are instantiated for. */
@@ -29,17 +30,6 @@ const DQ_BLOCKS_PER_SM = 8;
 /** Largest grid z (query or key blocks per head). */
 const MAX_GRID_Z = 65535;
 
-/** Sizes of one attention call: B batch, T tokens, H query heads, K key heads, KV value heads (a
- * divisor of K), D head dim. */
-export interface FlashDims {
-  b: number;
-  t: number;
-  h: number;
-  hk: number;
-  hv: number;
-  d: number;
-}
-
 /** Device pointers of the forward: out [B, T, H, D], lse f32 [B, H, T], q [B, T, H, D], k [B, T, K,
  * D], v [B, T, KV, D] (bf16 unless noted, 16-byte aligned). */
 export interface FlashForwardArgs {
@@ -48,7 +38,7 @@ export interface FlashForwardArgs {
   q: bigint;
   k: bigint;
   v: bigint;
-  dims: FlashDims;
+  dims: AttentionDims;
 }
 
 /** Device pointers of the backward: dq [B, T, H, D], dk [B, T, K, D], dv [B, T, KV, D], then the forward's
@@ -62,7 +52,7 @@ export interface FlashBackwardArgs extends FlashForwardArgs {
 
 /**
  * Throws a ShapeError unless the flash kernels take these sizes: head dim 64 or 128, H a multiple of
- * K, T small enough for the grid.
+ * K, K a multiple of KV, T small enough for the grid.
  *
  * @example
  * ```ts
@@ -70,7 +60,7 @@ export interface FlashBackwardArgs extends FlashForwardArgs {
  * checkFlashDims({ b: 1, t: 4096, h: 32, hk: 4, hv: 4, d: 96 }); // ShapeError
  * ```
  */
-export function checkFlashDims(dims: FlashDims): void {
+export function checkFlashDims(dims: AttentionDims): void {
   const { t, h, hk, d } = dims;
   if (!FLASH_HEAD_DIMS.includes(d)) {
     throw new ShapeError(`flash attention: head dim ${d} is not supported`, {
@@ -109,7 +99,7 @@ export function checkFlashDims(dims: FlashDims): void {
  * ```
  */
 export function flashAttentionApplies(
-  dims: FlashDims,
+  dims: AttentionDims,
   tensors: { dtype: string; pointers: readonly bigint[] },
 ): boolean {
   return tensors.dtype === "bf16" && FLASH_HEAD_DIMS.includes(dims.d) && dims.hv > 0 &&
