@@ -1,6 +1,8 @@
 // Float64 reference versions of the engine ops, written naively and independently of lib/engine, plus
 // finite differences and error measures: the oracles of the engine tests (CPU here, CUDA later).
 
+import { maxRelativeError } from "../lib/model/verify_reference.ts";
+
 /** Deterministic-per-call random numbers (a fresh seed each run unless given). */
 export function makeRandom(seed = (Math.random() * 2 ** 31) >>> 0): { seed: number; next: () => number } {
   let state = seed || 1;
@@ -20,16 +22,10 @@ export function randomArray(rand: () => number, n: number, scale = 1): Float64Ar
   return Float64Array.from({ length: n }, () => rand() * scale);
 }
 
-/** max |a - b| / max |b| (0 when both are zero). */
+/** max |a - b| / max |b| (maxRelativeError of lib/model), after checking the lengths agree. */
 export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
   if (actual.length !== expected.length) throw new Error(`length ${actual.length} vs ${expected.length}`);
-  let diff = 0, scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const d = Math.abs(actual[i] - expected[i]);
-    diff = Number.isNaN(d) ? Infinity : Math.max(diff, d);
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return scale === 0 ? diff : diff / scale;
+  return maxRelativeError(actual, expected);
 }
 
 /** Central finite differences of sum(dout * f(inputs)) with respect to inputs[which]. */
