@@ -21,18 +21,23 @@ export const PROJECT_ROOT = ROOT;
  */
 export const DENO_RUN: readonly string[] = ["run", "--node-modules-dir=manual"];
 
+/** The `deno` arguments that run `harpe ARGS...` with the same permissions as the `harpe` task. */
+export function harpeDenoArgs(args: string[]): string[] {
+  return [
+    ...DENO_RUN,
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-ffi",
+    `${ROOT}cli/main.ts`,
+    ...args,
+  ];
+}
+
 /** Runs `harpe ARGS...` with the same permissions as the `harpe` task and collects its output. */
 export async function runHarpe(args: string[], options: { cwd?: string } = {}): Promise<RunResult> {
   const command = new Deno.Command(Deno.execPath(), {
-    args: [
-      ...DENO_RUN,
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-ffi",
-      `${ROOT}cli/main.ts`,
-      ...args,
-    ],
+    args: harpeDenoArgs(args),
     cwd: options.cwd ?? ROOT,
     stdout: "piped",
     stderr: "piped",

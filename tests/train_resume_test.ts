@@ -2,7 +2,7 @@
 // --resume, and its log and final weights must equal an uninterrupted run's, bit for bit.
 
 import { assert, assertEquals } from "./assert.ts";
-import { DENO_RUN, PROJECT_ROOT, runHarpe, withTempDir, writeCorpusTokens } from "./harness.ts";
+import { harpeDenoArgs, PROJECT_ROOT, runHarpe, withTempDir, writeCorpusTokens } from "./harness.ts";
 import { readLog } from "../lib/train/mod.ts";
 import { SafetensorsFile } from "../lib/safetensors/mod.ts";
 
@@ -39,19 +39,7 @@ Deno.test("resume after SIGKILL gives bit-identical losses and weights", async (
     assertEquals(full.code, 0, full.stderr);
 
     const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        ...DENO_RUN,
-        "--allow-read",
-        "--allow-write",
-        "--allow-env",
-        "--allow-ffi",
-        `${PROJECT_ROOT}cli/main.ts`,
-        "train",
-        "--config",
-        `${dir}/train.yaml`,
-        "--out",
-        `${dir}/killed`,
-      ],
+      args: harpeDenoArgs(["train", "--config", `${dir}/train.yaml`, "--out", `${dir}/killed`]),
       stdout: "null",
       stderr: "null",
     }).spawn();
