@@ -15,6 +15,11 @@ export function expectSize(op: string, name: string, tensor: Tensor, size: numbe
   }
 }
 
+/** Throws a ShapeError unless every tensor of `tensors` (by name) holds exactly `size` elements. */
+export function expectSizes(op: string, size: number, tensors: Record<string, Tensor>): void {
+  for (const [name, tensor] of Object.entries(tensors)) expectSize(op, name, tensor, size);
+}
+
 /** Throws a ShapeError unless `tensor` has `rank` dimensions; returns its shape. */
 export function expectRank(op: string, name: string, tensor: Tensor, rank: number): readonly number[] {
   if (tensor.shape.length !== rank) {

@@ -18,7 +18,7 @@ import { attentionBackward, attentionForward } from "./attention.ts";
 import { crossEntropy } from "./cross_entropy.ts";
 import * as k from "./kernels.ts";
 import { matmulF32 } from "./matmul.ts";
-import { attentionDims, expectRank, expectShape, expectSize, ropeDims } from "../checks.ts";
+import { attentionDims, expectRank, expectShape, expectSize, expectSizes, ropeDims } from "../checks.ts";
 import { CpuTensor, f32, i32, raw, roundBf16, roundOutputs, shapeSize } from "./tensor.ts";
 
 /**
@@ -254,15 +254,10 @@ export class CpuEngine implements Engine {
   attentionBackward(args: AttentionBackwardArgs): void {
     const op = "attentionBackward";
     const dims = attentionDims(op, args.q, args.k, args.v);
-    for (
-      const [name, t, like] of [["dq", args.dq, args.q], ["dk", args.dk, args.k], ["dv", args.dv, args.v], [
-        "dout",
-        args.dout,
-        args.q,
-      ], ["out", args.out, args.q]] as const
-    ) {
-      expectSize(op, name, t, like.size);
-    }
+    expectSize(op, "dq", args.dq, args.q.size);
+    expectSize(op, "dk", args.dk, args.k.size);
+    expectSize(op, "dv", args.dv, args.v.size);
+    expectSizes(op, args.q.size, { dout: args.dout, out: args.out });
     expectSize(op, "lse", args.lse, dims.b * dims.h * dims.t);
     attentionBackward(
       { dq: f32(op, "dq", args.dq), dk: f32(op, "dk", args.dk), dv: f32(op, "dv", args.dv) },
@@ -291,9 +286,7 @@ export class CpuEngine implements Engine {
     { dgate, dup, dout, gate, up }: { dgate: Tensor; dup: Tensor; dout: Tensor; gate: Tensor; up: Tensor },
   ): void {
     const op = "swigluBackward";
-    for (const [name, t] of [["dgate", dgate], ["dup", dup], ["gate", gate], ["up", up]] as const) {
-      expectSize(op, name, t, dout.size);
-    }
+    expectSizes(op, dout.size, { dgate, dup, gate, up });
     k.swigluBackward(
       f32(op, "dgate", dgate),
       f32(op, "dup", dup),
@@ -346,9 +339,7 @@ export class CpuEngine implements Engine {
 
   adamw(args: AdamWArgs): void {
     const op = "adamw";
-    for (const [name, t] of [["grad", args.grad], ["m", args.m], ["v", args.v]] as const) {
-      expectSize(op, name, t, args.param.size);
-    }
+    expectSizes(op, args.param.size, { grad: args.grad, m: args.m, v: args.v });
     if (!(args.step >= 1)) throw new ShapeError(`${op}: step must count from 1, got ${args.step}`);
     k.adamw(
       f32(op, "param", args.param),

@@ -22,6 +22,7 @@ import {
   expectRank,
   expectShape,
   expectSize,
+  expectSizes,
   floatType,
   ropeDims,
   type RopeTensors,
@@ -540,9 +541,7 @@ export class CudaEngine implements Engine {
     { dgate, dup, dout, gate, up }: { dgate: Tensor; dup: Tensor; dout: Tensor; gate: Tensor; up: Tensor },
   ): void {
     const op = "swigluBackward";
-    for (const [name, t] of [["dgate", dgate], ["dup", dup], ["gate", gate], ["up", up]] as const) {
-      expectSize(op, name, t, dout.size);
-    }
+    expectSizes(op, dout.size, { dgate, dup, gate, up });
     const act = sameFloatType(op, { dout, dgate, dup, gate, up });
     this.#grid(`swiglu_bwd_${act}`, dout.size, [
       this.#p(op, "dgate", dgate),
@@ -646,9 +645,7 @@ export class CudaEngine implements Engine {
 
   adamw(args: AdamWArgs): void {
     const op = "adamw";
-    for (const [name, t] of [["grad", args.grad], ["m", args.m], ["v", args.v]] as const) {
-      expectSize(op, name, t, args.param.size);
-    }
+    expectSizes(op, args.param.size, { grad: args.grad, m: args.m, v: args.v });
     expectShape(op, args.step >= 1, `step must count from 1, got ${args.step}`);
     for (const [name, t] of [["param", args.param], ["m", args.m], ["v", args.v]] as const) {
       expectDType(op, name, t, "f32");
