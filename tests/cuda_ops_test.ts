@@ -213,7 +213,8 @@ async function compareCrossEntropy(
 
 gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", async (mode) => {
   // V = 50 and 40001: scalar two-pass rows; 64: prefetching rows (7-row chunks: one row per block);
-  // 32772, 128256 (Llama-3), 151936 (Qwen) and 262148: vectorized two-pass rows
+  // 32772 and 128256 (Llama-3): prefetching clusters of 4 blocks, 151936 (Qwen): of 8; 262148:
+  // vectorized two-pass rows
   const shapes = [
     [23, 24, 50],
     [16, 32, 64],
@@ -237,21 +238,25 @@ gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", asyn
 
 let wholeChunkEngine: Promise<CudaEngine> | null = null;
 
-gpuTest("cross-entropy rows of the persistent prefetching kernel: more rows than SMs", async (mode) => {
-  // One chunk of 300 rows: blocks loop over rows (300 is not a multiple of the grid, one block per SM);
-  // ignored rows first, as a block's second row (its copy skipped) and in a run of two.
-  wholeChunkEngine ??= CudaEngine.open({ crossEntropyChunkRows: 1000 });
-  const engine = await wholeChunkEngine;
-  const sms = engine.device.info.multiprocessors;
-  for (const v of [32000, 4100, 32768]) {
-    const n = 300;
-    const targets = randint(n, v);
-    for (const r of [0, sms, sms + 1, 2 * sms + 5]) if (r < n) targets[r] = IGNORE_INDEX;
-    targets[n - 2] = v - 1;
-    targets[1] = 0;
-    await compareCrossEntropy(mode, [n, 8, v], targets, engine);
-  }
-});
+gpuTest(
+  "cross-entropy rows of the persistent prefetching kernels: more rows than resident blocks",
+  async (mode) => {
+    // One chunk of 300 rows: blocks (or clusters, from V = 32772) loop over rows (300 is not a multiple
+    // of the grid); ignored rows first, in the middle of a block's rows (its copy skipped) and in a run of
+    // two.
+    wholeChunkEngine ??= CudaEngine.open({ crossEntropyChunkRows: 1000 });
+    const engine = await wholeChunkEngine;
+    const sms = engine.device.info.multiprocessors;
+    for (const v of [32000, 4100, 32768, 128256, 151936]) {
+      const n = 300;
+      const targets = randint(n, v);
+      for (const r of [0, sms, sms + 1, 2 * sms + 5]) if (r < n) targets[r] = IGNORE_INDEX;
+      targets[n - 2] = v - 1;
+      targets[1] = 0;
+      await compareCrossEntropy(mode, [n, 8, v], targets, engine);
+    }
+  },
+);
 
 gpuTest("sum of squares and AdamW", async (mode) => {
   const n = 5003;

@@ -154,14 +154,16 @@ const { C, F, H, K, D, V } = MODEL;
   );
   for (const t of [param, grad, m, v, norm]) engine.free(t);
 }
-/** Rows of the cross-entropy row-kernel benchmarks, and the Llama-3 vocabulary for the two-pass kernel. */
+/** Rows of the cross-entropy row-kernel benchmarks; the Llama-3 and Qwen2 vocabularies. */
 const CE_ROWS = 2048;
 const LLAMA3_VOCAB = 128256;
+const QWEN2_VOCAB = 151936;
 /** Threads per block of both cross-entropy row kernels (CE_THREADS in lib/engine/cuda/engine.ts). */
 const CE_THREADS = 1024;
 /** Times one cross-entropy row kernel on [CE_ROWS, vocab] f32 logits -> bf16 dlogits, launched as the
- * engine launches it (bytes: logits read once + dlogits written once). */
-function crossEntropyRows(label: string, vocab: number, kernel: string): void {
+ * engine launches it (bytes: logits read once + dlogits written once). `cluster`: blocks per row of the
+ * prefetching kernels (1, 4, 8), or 0 for the two-pass kernel. */
+function crossEntropyRows(label: string, vocab: number, cluster: 0 | 1 | 4 | 8): void {
   const logits = engine.alloc([CE_ROWS, vocab], "f32"), dlogits = engine.alloc([CE_ROWS, vocab], "bf16");
   const losses = engine.alloc([CE_ROWS], "f32"), targets = engine.alloc([CE_ROWS], "i32");
   random(logits, 5);
@@ -170,24 +172,29 @@ function crossEntropyRows(label: string, vocab: number, kernel: string): void {
   const head = [p(logits), p(dlogits), p(losses), p(targets)];
   const scaleGrad = [{ f32: 1 }, { i32: 1 }];
   let launch: () => void;
-  if (kernel.startsWith("cross_entropy_rows_prefetch")) {
-    driver.setMaxDynamicSharedMemory(device.kernel(kernel), vocab * 4);
-    const grid = Math.min(CE_ROWS, device.info.multiprocessors);
-    const args = [...head, { i32: CE_ROWS }, { i32: vocab }, ...scaleGrad];
-    launch = () => device.launch(kernel, grid, CE_THREADS, args, vocab * 4);
+  if (cluster > 0) {
+    const kernel = `cross_entropy_rows_prefetch${cluster === 1 ? "" : cluster}_bf16`;
+    const slice = Math.ceil(vocab / cluster / 4) * 4;
+    driver.setMaxDynamicSharedMemory(device.kernel(kernel), slice * 4);
+    const resident = cluster === 1 ? device.info.multiprocessors : driver.maxActiveClusters(
+      device.kernel(kernel),
+      { clusterBlocks: cluster, block: CE_THREADS, sharedBytes: slice * 4 },
+    );
+    const grid = cluster * Math.min(CE_ROWS, resident);
+    const args = [...head, { i32: CE_ROWS }, { i32: vocab }, { i32: slice }, ...scaleGrad];
+    launch = () => device.launch(kernel, grid, CE_THREADS, args, slice * 4);
+    label += ` (${grid / cluster} resident rows)`;
   } else {
     const args = [...head, { i32: vocab }, ...scaleGrad, { i32: 1 }];
-    launch = () => device.launch(kernel, CE_ROWS, CE_THREADS, args);
+    launch = () => device.launch("cross_entropy_rows_bf16", CE_ROWS, CE_THREADS, args);
   }
   bandwidth(`${label} [${CE_ROWS}, ${vocab}]`, CE_ROWS * vocab * 6, launch);
   for (const t of [logits, dlogits, losses, targets]) engine.free(t);
 }
-crossEntropyRows("cross-entropy rows, prefetch (engine, V <= 32768)", V, "cross_entropy_rows_prefetch_bf16");
-crossEntropyRows(
-  "cross-entropy rows, two passes (engine, V > 32768)",
-  LLAMA3_VOCAB,
-  "cross_entropy_rows_bf16",
-);
+crossEntropyRows("cross-entropy rows, prefetch (engine, V <= 32768)", V, 1);
+crossEntropyRows("cross-entropy rows, prefetch, clusters of 4 (engine, V <= 131072)", LLAMA3_VOCAB, 4);
+crossEntropyRows("cross-entropy rows, prefetch, clusters of 8 (engine, V <= 262144)", QWEN2_VOCAB, 8);
+crossEntropyRows("cross-entropy rows, two passes (engine, V > 262144 or unaligned)", LLAMA3_VOCAB, 0);
 
 // ---- the fused lm head + cross-entropy op (3 GEMMs + the row kernel per chunk) -------------------
 const fused: { tokens: number; ms: number; tflops: number }[] = [];

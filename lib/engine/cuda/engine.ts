@@ -48,9 +48,12 @@ const ATTENTION_WARPS = 4;
 const ATTENTION_MAX_HEAD_DIM = 256;
 /** Threads per block of the cross-entropy row kernels (CE_PREFETCH_THREADS in cross_entropy.cu). */
 const CE_THREADS = 1024;
-/** Largest vocabulary whose rows the prefetching cross-entropy kernel holds (8 float4 per thread in
- * registers, the next row in shared memory; cross_entropy.cu); larger ones read each row twice. */
-const CE_PREFETCH_VOCAB = 8 * 4 * CE_THREADS;
+/** Columns one block of the prefetching cross-entropy kernels holds (8 float4 per thread in registers,
+ * the next row's in shared memory; cross_entropy.cu). */
+const CE_PREFETCH_SLICE = 8 * 4 * CE_THREADS;
+/** Blocks per row of the prefetching kernels (cross_entropy_rows_prefetch{,4,8}): one up to 32768
+ * columns, a cluster of 4 up to 131072 (Llama 3), of 8 up to 262144 (Qwen); wider rows are read twice. */
+const CE_CLUSTERS = [1, 4, 8] as const;
 /** Bytes of f32 logits one chunk of the fused lm head + cross-entropy may hold. */
 export const LOGITS_CHUNK_BYTES = 256 * 1024 * 1024;
 
@@ -591,12 +594,16 @@ export class CudaEngine implements Engine {
       const rowArgs: KernelArg[] = [logits.pointer, dlogits.pointer, losses.at(r0), targets.at(r0)];
       const scaleArg = { f32: args.scale ?? 1 }, gradArg = { i32: wantGrad ? 1 : 0 };
       const type = dlogits.dtype;
-      if (vec && v <= CE_PREFETCH_VOCAB) {
-        const name = `cross_entropy_rows_prefetch_${type}`;
-        const grid = Math.min(rows, this.device.info.multiprocessors);
-        this.#allowShared(name, v * 4);
-        const rest = [{ i32: rows }, { i32: v }, scaleArg, gradArg];
-        this.device.launch(name, grid, CE_THREADS, [...rowArgs, ...rest], v * 4);
+      const prefetch = vec ? this.#prefetchLaunch(type, v, rows) : undefined;
+      if (prefetch) {
+        const rest = [{ i32: rows }, { i32: v }, { i32: prefetch.slice }, scaleArg, gradArg];
+        this.device.launch(
+          prefetch.name,
+          prefetch.grid,
+          CE_THREADS,
+          [...rowArgs, ...rest],
+          prefetch.slice * 4,
+        );
       } else {
         const rest = [{ i32: v }, scaleArg, gradArg, { i32: vec ? 1 : 0 }];
         this.device.launch(`cross_entropy_rows_${type}`, rows, CE_THREADS, [...rowArgs, ...rest]);
@@ -670,6 +677,26 @@ export class CudaEngine implements Engine {
   // ---- helpers -----------------------------------------------------------------------------------
 
   /** Lets kernel `name` use `bytes` of dynamic shared memory (an attribute needed above 48 KB). */
+  /** The prefetching cross-entropy kernel for rows of `v` columns (aligned, v % 4 == 0): its name, the
+   * columns per block and a grid of as many rows (clusters) as can be resident at once, since rows are
+   * assigned to blocks statically; undefined when the rows are too wide (or the driver has no clusters). */
+  #prefetchLaunch(type: TensorDType, v: number, rows: number) {
+    const cluster = CE_CLUSTERS.find((c) => Math.ceil(v / c / 4) * 4 <= CE_PREFETCH_SLICE);
+    if (cluster === undefined) return undefined;
+    const slice = Math.ceil(v / cluster / 4) * 4;
+    const name = `cross_entropy_rows_prefetch${cluster === 1 ? "" : cluster}_${type}`;
+    this.#allowShared(name, slice * 4);
+    const resident = cluster === 1
+      ? this.device.info.multiprocessors
+      : this.device.driver.maxActiveClusters(this.device.kernel(name), {
+        clusterBlocks: cluster,
+        block: CE_THREADS,
+        sharedBytes: slice * 4,
+      });
+    if (resident === 0) return undefined;
+    return { name, slice, grid: cluster * Math.min(rows, resident) };
+  }
+
   #allowShared(name: string, bytes: number): void {
     if ((this.#sharedAllowed.get(name) ?? 0) >= bytes) return;
     this.device.driver.setMaxDynamicSharedMemory(this.device.kernel(name), bytes);

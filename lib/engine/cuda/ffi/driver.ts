@@ -47,6 +47,8 @@ const SYMBOLS = {
   cuModuleUnload: { parameters: [H], result: "i32" },
   cuModuleGetFunction: { parameters: ["buffer", H, "buffer"], result: "i32" },
   cuFuncSetAttribute: { parameters: [H, "i32", "i32"], result: "i32" },
+  /** CUDA 11.8+ drivers (thread-block clusters); absent in older ones. */
+  cuOccupancyMaxActiveClusters: { parameters: ["buffer", H, "buffer"], result: "i32", optional: true },
   cuLaunchKernel: {
     parameters: [H, "u32", "u32", "u32", "u32", "u32", "u32", "u32", H, "buffer", H],
     result: "i32",
@@ -65,6 +67,8 @@ const ATTRIBUTE = {
 } as const;
 /** CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES. */
 const FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED = 8;
+/** sizeof(CUlaunchConfig) on 64-bit hosts. */
+const LAUNCH_CONFIG_BYTES = 56;
 /** CU_STREAM_NON_BLOCKING. */
 const STREAM_NON_BLOCKING = 1;
 /** Bytes for the device name buffer. */
@@ -316,6 +320,35 @@ export class Driver {
       "cuFuncSetAttribute",
       this.lib.cuFuncSetAttribute(fn, FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED, bytes),
     );
+  }
+
+  /**
+   * How many clusters of `fn` (its cluster size compiled in with `__cluster_dims__`) can be resident at
+   * once with `block` threads per block and `sharedBytes` of dynamic shared memory; 0 with a driver that
+   * predates clusters.
+   *
+   * @example
+   * ```ts
+   * const clusters = driver.maxActiveClusters(fn, { clusterBlocks: 4, block: 1024, sharedBytes: 131072 });
+   * ```
+   */
+  maxActiveClusters(
+    fn: bigint,
+    launch: { clusterBlocks: number; block: number; sharedBytes: number },
+  ): number {
+    // CUlaunchConfig: gridDimX/Y/Z, blockDimX/Y/Z, sharedMemBytes (u32 each, then 4 bytes of padding),
+    // hStream, attrs (pointers), numAttrs (u32, padded to 56 bytes). No attributes: the kernel's own
+    // cluster size applies; the grid must be a multiple of it.
+    const occupancy = this.lib.cuOccupancyMaxActiveClusters;
+    if (occupancy === null) return 0;
+    const config = new Uint8Array(LAUNCH_CONFIG_BYTES);
+    const view = new DataView(config.buffer);
+    [launch.clusterBlocks, 1, 1, launch.block, 1, 1, launch.sharedBytes].forEach((value, i) =>
+      view.setUint32(4 * i, value, true)
+    );
+    const count = new Int32Array(1);
+    this.check("cuOccupancyMaxActiveClusters", occupancy(count, fn, config));
+    return count[0];
   }
 
   /** Launches `fn`; `params` is an array of addresses, one per kernel argument (see ArgPacker). */

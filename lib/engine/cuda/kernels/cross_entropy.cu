@@ -1,9 +1,10 @@
 // The softmax / cross-entropy step of the fused lm head: for one chunk of rows of f32 logits [R, V]
 // (made by a cuBLASLt GEMM), writes each row's loss and, when asked, dlogits = scale * (softmax -
 // onehot(target)) (in place when dlogits is the f32 logits buffer). Two kernels, picked by the host:
-// V <= 32768 with V % 4 == 0 and aligned rows: persistent blocks prefetching rows, reading the logits
-// once; any other row: two passes, block per row, one pass for the running max and sum of exponentials,
-// one for the gradient; 4 elements per access with `vec` (V % 4 == 0, aligned). Exponentials go through
+// V <= 8 * 32768 with V % 4 == 0 and aligned rows: persistent blocks (clusters of 4 or 8 blocks above
+// 32768) prefetching rows, reading the logits once; any other row: two passes, block per row, one pass
+// for the running max and sum of exponentials, one for the gradient; 4 elements per access with `vec`
+// (V % 4 == 0, aligned). Exponentials go through
 // the hardware 2^x on x * log2(e) (fa_exp2, FA_LOG2E of flash_attention_mma.cu, concatenated before).
 
 struct alignas(8) u32x2 {
@@ -90,23 +91,28 @@ __device__ __forceinline__ void online_add4(u32x4 u, float* m, float* s) {
   }
 EACH1(CE_ROWS)
 
-// The same for V <= CE_PREFETCH_CHUNKS * 4 * CE_PREFETCH_THREADS = 32768 (e.g. 32000), V % 4 == 0 and
-// aligned rows, one pass over the logits: persistent blocks of CE_PREFETCH_THREADS threads (grid <= rows)
-// take rows blockIdx.x, + gridDim.x, ...; the current row is held in registers (CE_PREFETCH_CHUNKS float4
-// per thread) while the next row is copied with cp.async into dynamic shared memory (V * 4 bytes), so its
-// loads overlap this row's reductions and stores. Each thread copies and reads back only its own float4s,
-// so its own cp.async wait suffices. Uses fa_smem / fa_cp16 / fa_cp_commit / fa_cp_wait of
-// flash_attention_mma.cu (concatenated before).
+// The same for V % 4 == 0 and aligned rows, one pass over the logits: persistent blocks of
+// CE_PREFETCH_THREADS threads take rows in turn; the current row is held in registers
+// (CE_PREFETCH_CHUNKS float4 per thread, up to CE_PREFETCH_SLICE = 32768 floats) while the next row is
+// copied with cp.async into dynamic shared memory, so its loads overlap this row's reductions and stores.
+// Each thread copies and reads back only its own float4s, so its own cp.async wait suffices. Rows wider
+// than one block's slice go to a thread-block cluster of CLUSTER blocks (4 or 8; sm_90): block `rank`
+// holds columns [rank * slice, + slice), the blocks' (max, sum) pairs are exchanged through distributed
+// shared memory after one cluster barrier per row (pairs double-buffered by row parity, so the next
+// row's barrier is what makes reusing a slot safe). Uses fa_smem / fa_cp16 / fa_cp_commit / fa_cp_wait
+// of flash_attention_mma.cu (concatenated before). The host sizes the grid to the clusters that can be
+// resident at once (cuOccupancyMaxActiveClusters): rows are assigned statically, so a cluster that had
+// to wait for a free GPC would add a whole pass at the end.
 #define CE_PREFETCH_THREADS 1024
 #define CE_PREFETCH_CHUNKS 8
 extern __shared__ u32x4 ce_shared[];
 
-/** Starts the copy of this thread's float4s of row `lr` into shared memory. */
-__device__ __forceinline__ void ce_fetch(u32 base, const float* lr, int vocab) {
+/** Starts the copy of this thread's float4s of the `width` floats at `lr` into shared memory. */
+__device__ __forceinline__ void ce_fetch(u32 base, const float* lr, int width) {
 #pragma unroll
   for (int c = 0; c < CE_PREFETCH_CHUNKS; c++) {
     const int j = (c * CE_PREFETCH_THREADS + threadIdx.x) * 4;
-    if (j < vocab) fa_cp16(base + 4u * (u32)j, lr + j, 16);
+    if (j < width) fa_cp16(base + 4u * (u32)j, lr + j, 16);
   }
 }
 
@@ -134,35 +140,58 @@ __device__ __forceinline__ void block_max_sum(float* m, float* s) {
   }
 }
 
-template <typename G>
+/** This block's rank in its cluster. */
+__device__ __forceinline__ int ce_cluster_rank() {
+  u32 r;
+  asm("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return (int)r;
+}
+/** Cluster-wide barrier: shared-memory writes before it are visible to every block after it. */
+__device__ __forceinline__ void ce_cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+  asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+/** The two floats at `local`'s shared address in the shared memory of cluster block `rank`. */
+__device__ __forceinline__ void ce_cluster_load2(const float* local, int rank, float* a, float* b) {
+  u32 remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(fa_smem(local)), "r"((u32)rank));
+  asm volatile("ld.shared::cluster.v2.f32 {%0, %1}, [%2];\n" : "=f"(*a), "=f"(*b) : "r"(remote) : "memory");
+}
+
+template <int CLUSTER, typename G>
 __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits, float* losses,
-                                                 const int* targets, int rows, int vocab, float scale,
-                                                 int want_grad) {
+                                                 const int* targets, int rows, int vocab, int slice,
+                                                 float scale, int want_grad) {
+  __shared__ __align__(8) float pair[2][2]; // this block's (max, sum) of the row, by row parity
+  __shared__ float merged[2];               // the cluster's (max, sum) of the row
   const u32 base = fa_smem(ce_shared);
-  int row = blockIdx.x;
+  const int rank = CLUSTER > 1 ? ce_cluster_rank() : 0;
+  const int first = rank * slice, width = imin(slice, vocab - first); // this block's columns
+  const int stride = gridDim.x / CLUSTER;
+  int row = blockIdx.x / CLUSTER, parity = 0;
   int target = row < rows ? targets[row] : -1;
-  if (target >= 0) ce_fetch(base, logits + (i64)row * vocab, vocab);
+  if (target >= 0) ce_fetch(base, logits + (i64)row * vocab + first, width);
   fa_cp_commit();
-  for (; row < rows; row += gridDim.x) {
+  for (; row < rows; row += stride) {
     // The next row's target is loaded now, so its latency overlaps this row's wait.
-    const int next = row + gridDim.x, next_target = next < rows ? targets[next] : -1;
-    G* dr = dlogits + (i64)row * vocab;
-    if (target < 0) {
-      if (next_target >= 0) ce_fetch(base, logits + (i64)next * vocab, vocab);
+    const int next = row + stride, next_target = next < rows ? targets[next] : -1;
+    G* dr = dlogits + (i64)row * vocab + first;
+    if (target < 0) { // the same in every block of the cluster: no barrier on either side
+      if (next_target >= 0) ce_fetch(base, logits + (i64)next * vocab + first, width);
       fa_cp_commit();
-      if (threadIdx.x == 0) losses[row] = 0.f;
-      if (want_grad) for (int j = threadIdx.x; j < vocab; j += CE_PREFETCH_THREADS) stf(dr + j, 0.f);
+      if (threadIdx.x == 0 && rank == 0) losses[row] = 0.f;
+      if (want_grad) for (int j = threadIdx.x; j < width; j += CE_PREFETCH_THREADS) stf(dr + j, 0.f);
       target = next_target;
       continue;
     }
     fa_cp_wait<0>();
-    asm volatile("" ::: "memory");  // the shared reads below stay after the wait
+    asm volatile("" ::: "memory"); // the shared reads below stay after the wait
     u32x4 held[CE_PREFETCH_CHUNKS];
     float m = -F32_INFINITY;
 #pragma unroll
     for (int c = 0; c < CE_PREFETCH_CHUNKS; c++) {
       const int j = (c * CE_PREFETCH_THREADS + threadIdx.x) * 4;
-      if (j < vocab) {
+      if (j < width) {
         held[c] = ce_shared[j >> 2];
         m = fmaxf(m, fmaxf(fmaxf(__uint_as_float(held[c].x), __uint_as_float(held[c].y)),
                            fmaxf(__uint_as_float(held[c].z), __uint_as_float(held[c].w))));
@@ -170,45 +199,76 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
     }
     // The shared reads above are consumed (m) before the next row's copy overwrites their addresses.
     asm volatile("" ::"f"(m) : "memory");
-    if (next_target >= 0) ce_fetch(base, logits + (i64)next * vocab, vocab);
+    if (next_target >= 0) ce_fetch(base, logits + (i64)next * vocab + first, width);
     fa_cp_commit();
     const float m2 = m * FA_LOG2E;
     float s = 0.f;
 #pragma unroll
     for (int c = 0; c < CE_PREFETCH_CHUNKS; c++) {
       const int j = (c * CE_PREFETCH_THREADS + threadIdx.x) * 4;
-      if (j < vocab) {
+      if (j < width) {
         s += (ce_exp_minus(__uint_as_float(held[c].x), m2) + ce_exp_minus(__uint_as_float(held[c].y), m2)) +
              (ce_exp_minus(__uint_as_float(held[c].z), m2) + ce_exp_minus(__uint_as_float(held[c].w), m2));
       }
     }
     block_max_sum(&m, &s);
+    if (CLUSTER > 1) {
+      if (threadIdx.x == 0) pair[parity][0] = m, pair[parity][1] = s;
+      ce_cluster_sync();
+      if (threadIdx.x < 32) { // warp 0 combines the cluster's pairs, one lane per block
+        float om = -F32_INFINITY, os = 0.f;
+        if ((int)threadIdx.x < CLUSTER) ce_cluster_load2(pair[parity], threadIdx.x, &om, &os);
+        for (int o = 16; o > 0; o >>= 1) {
+          merge_max_sum(&om, &os, __shfl_xor_sync(0xffffffffu, om, o), __shfl_xor_sync(0xffffffffu, os, o));
+        }
+        if (threadIdx.x == 0) merged[0] = om, merged[1] = os;
+      }
+      __syncthreads();
+      m = merged[0], s = merged[1];
+      parity ^= 1;
+    }
     const float lse = m + logf(s), lse2 = lse * FA_LOG2E;
-    if (target >= vocab && threadIdx.x == 0) losses[row] = F32_NAN;
+    if (target >= vocab && threadIdx.x == 0 && rank == 0) losses[row] = F32_NAN;
+    const int local_target = target - first;
 #pragma unroll
     for (int c = 0; c < CE_PREFETCH_CHUNKS; c++) {
       const int j = (c * CE_PREFETCH_THREADS + threadIdx.x) * 4;
-      if (j < vocab) {
+      if (j < width) {
         float p[4] = {__uint_as_float(held[c].x), __uint_as_float(held[c].y), __uint_as_float(held[c].z),
                       __uint_as_float(held[c].w)};
-        const int k = target - j;
+        const int k = local_target - j;
         if (k >= 0 && k < 4) losses[row] = lse - (k == 0 ? p[0] : k == 1 ? p[1] : k == 2 ? p[2] : p[3]);
         if (want_grad) {
 #pragma unroll
-          for (int k = 0; k < 4; k++) p[k] = scale * (ce_exp_minus(p[k], lse2) - (j + k == target ? 1.f : 0.f));
+          for (int k = 0; k < 4; k++) {
+            p[k] = scale * (ce_exp_minus(p[k], lse2) - (j + k == local_target ? 1.f : 0.f));
+          }
           st4(dr + j, p);
         }
       }
     }
     target = next_target;
   }
+  if (CLUSTER > 1) ce_cluster_sync(); // no block leaves while another may still read its pairs
 }
 
 #define CE_ROWS_PREFETCH(ng, G)                                                                    \
   extern "C" __global__ void __launch_bounds__(CE_PREFETCH_THREADS, 1)                             \
       cross_entropy_rows_prefetch_##ng(const float* logits, G* dlogits, float* losses,             \
-                                       const int* targets, int rows, int vocab, float scale,       \
-                                       int want_grad) {                                            \
-    ce_rows_prefetch(logits, dlogits, losses, targets, rows, vocab, scale, want_grad);             \
+                                       const int* targets, int rows, int vocab, int slice,         \
+                                       float scale, int want_grad) {                               \
+    ce_rows_prefetch<1>(logits, dlogits, losses, targets, rows, vocab, slice, scale, want_grad);   \
+  }                                                                                                \
+  extern "C" __global__ void __cluster_dims__(4, 1, 1) __launch_bounds__(CE_PREFETCH_THREADS, 1)   \
+      cross_entropy_rows_prefetch4_##ng(const float* logits, G* dlogits, float* losses,            \
+                                        const int* targets, int rows, int vocab, int slice,        \
+                                        float scale, int want_grad) {                              \
+    ce_rows_prefetch<4>(logits, dlogits, losses, targets, rows, vocab, slice, scale, want_grad);   \
+  }                                                                                                \
+  extern "C" __global__ void __cluster_dims__(8, 1, 1) __launch_bounds__(CE_PREFETCH_THREADS, 1)   \
+      cross_entropy_rows_prefetch8_##ng(const float* logits, G* dlogits, float* losses,            \
+                                        const int* targets, int rows, int vocab, int slice,        \
+                                        float scale, int want_grad) {                              \
+    ce_rows_prefetch<8>(logits, dlogits, losses, targets, rows, vocab, slice, scale, want_grad);   \
   }
 EACH1(CE_ROWS_PREFETCH)
