@@ -163,4 +163,191 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_probe_n32(float* d, cons
                                                                   u32 lbo, u32 sbo) {
   wg_probe2<0>(d, a, b, lbo, sbo);
 }
+// ---- flash-attention backward on wgmma (head dim 64) ----------------------------------------------
+// Same contract as flash_bwd in flash_attention_bwd.cu (dq_acc f32 reductions, dv_keys when KV < K).
+// One block = 128 keys of one key head, two warpgroups (warpgroup w: keys 64w..64w+63), 64 queries
+// per step; all tiles 128-byte swizzled bf16 rows of 64 (WB_* byte offsets below). Per step:
+//   1. s^T = k q^T and dp^T = v dout^T [64 keys x 64 queries per warpgroup], K-major operands;
+//   2. p^T and ds^T in registers (the accumulator layout is the A-fragment layout), dv += p^T dout and
+//      dk += ds^T q with A from registers and B (dout, q) MN-major; ds^T also to shared memory;
+//   3. dq = ds k [64 queries x 32 dims per warpgroup]: A = ds^T stored [keys][queries] (MN-major), B = k
+//      stored [keys][dims] (MN-major, starting at dim 32w), added to dq_acc with 16-byte reductions.
+/** Descriptor byte offsets (leading, stride) of K-major and MN-major tiles; tests/cuda_wgmma_probe_test.ts
+ * prints which readings the hardware takes (change these if the probe says so). */
+#define WB_LBO_K 16
+#define WB_SBO_K 1024
+#define WB_LBO_MN 16
+#define WB_SBO_MN 1024
+#define WB_KEYS 128
+#define WB_ROWS 64
+#define WB_TILE_K 16384 /* [128][64] bf16 */
+#define WB_TILE_Q 8192  /* [64][64] bf16 */
+#define WB_SK 0
+#define WB_SV (WB_SK + WB_TILE_K)
+#define WB_SQ (WB_SV + WB_TILE_K)          /* [2 stages] */
+#define WB_SDO (WB_SQ + 2 * WB_TILE_Q)     /* [2 stages] */
+#define WB_SDS (WB_SDO + 2 * WB_TILE_Q)    /* ds^T [128 keys][64 queries] */
+#define WB_STATS (WB_SDS + WB_TILE_K)      /* lse * log2(e), delta: [2 stages][2][64] f32 */
+/** Dynamic shared memory of flash_attention_bwd_wg_d64, with 1024 bytes to align the tiles. */
+#define WB_SHARED_BYTES (WB_STATS + 2 * 2 * WB_ROWS * 4 + 1024)
+
+/** Copies rows row0.. (64 bf16 each, `stride` elements apart) into a swizzled [ROWS][64] tile at shared
+ * address `dst`; rows at or past `rows` are zero-filled. */
+template <int ROWS>
+__device__ __forceinline__ void wb_load_tile(u32 dst, const bf16* base, i64 stride, int row0, int rows) {
+#pragma unroll
+  for (int j = 0; j < ROWS * 8 / 256; j++) {
+    const int i = threadIdx.x + j * 256, r = i >> 3, c = (i & 7) * 8;
+    const bool inside = row0 + r < rows;
+    fa_cp16(dst + wg_swizzle128(r, c), base + (inside ? (i64)(row0 + r) * stride + c : 0), inside ? 16 : 0);
+  }
+}
+
+extern __shared__ u32x4 wb_shared[];
+
+extern "C" __global__ void __launch_bounds__(256, 1) flash_attention_bwd_wg_d64(
+    float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k, const bf16* v,
+    const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, int HV, float scale_log2,
+    float scale) {
+  constexpr int D = 64;
+  const u32 base = (fa_smem(wb_shared) + 1023u) & ~1023u;
+  float* stats = reinterpret_cast<float*>(reinterpret_cast<char*>(wb_shared) + (base - fa_smem(wb_shared)) + WB_STATS);
+  const int hk = blockIdx.x, b = blockIdx.y, k0 = blockIdx.z * WB_KEYS;
+  const int group = H / HK, hv = hk / (HK / HV);
+  const int wg = threadIdx.x >> 7, wi = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  const i64 qstride = (i64)H * D, kstride = (i64)HK * D, vstride = (i64)HV * D;
+  const int qfirst = k0 / WB_ROWS, qblocks = (T + WB_ROWS - 1) / WB_ROWS - qfirst, steps = group * qblocks;
+
+  wb_load_tile<WB_KEYS>(base + WB_SK, k + ((i64)b * T * HK + hk) * D, kstride, k0, T);
+  wb_load_tile<WB_KEYS>(base + WB_SV, v + ((i64)b * T * HV + hv) * D, vstride, k0, T);
+  auto load_step = [&](int it, int stage) {
+    const int h = hk * group + it / qblocks, q0 = (qfirst + it % qblocks) * WB_ROWS;
+    const i64 head = (i64)b * T * H + h;
+    wb_load_tile<WB_ROWS>(base + WB_SQ + stage * WB_TILE_Q, q + head * D, qstride, q0, T);
+    wb_load_tile<WB_ROWS>(base + WB_SDO + stage * WB_TILE_Q, dout + head * D, qstride, q0, T);
+    for (int r = threadIdx.x; r < WB_ROWS; r += 256) {
+      const i64 at = ((i64)b * H + h) * T + q0 + r;
+      const bool inside = q0 + r < T;
+      stats[stage * 2 * WB_ROWS + r] = inside ? lse[at] * FA_LOG2E : F32_INFINITY;
+      stats[stage * 2 * WB_ROWS + WB_ROWS + r] = inside ? delta[at] : 0.f;
+    }
+  };
+  load_step(0, 0);
+  fa_cp_commit();
+
+  float dka[32], dva[32];
+#pragma unroll
+  for (int i = 0; i < 32; i++) dka[i] = dva[i] = 0.f;
+  const int krow = 64 * wg + 16 * wi + g; // this thread's key rows in the block: krow, krow + 8
+
+  for (int it = 0; it < steps; it++) {
+    const int stage = it & 1;
+    fa_cp_wait<0>();
+    wg_fence_shared();
+    __syncthreads(); // step it's tiles (and every thread's ds^T of step it - 1 read) are done
+    if (it + 1 < steps) load_step(it + 1, stage ^ 1);
+    fa_cp_commit();
+    const int h = hk * group + it / qblocks, q0 = (qfirst + it % qblocks) * WB_ROWS;
+    const u32 sq = base + WB_SQ + stage * WB_TILE_Q, sdo = base + WB_SDO + stage * WB_TILE_Q;
+    const float* lrow = stats + stage * 2 * WB_ROWS;
+    const float* drow = lrow + WB_ROWS;
+
+    // 1. s^T and dp^T for this warpgroup's 64 keys x the 64 queries.
+    float st[32], dpt[32];
+#pragma unroll
+    for (int i = 0; i < 32; i++) st[i] = dpt[i] = 0.f;
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+      wg_mma_m64n64k16<0, 0>(st, wg_desc(base + WB_SK + 8192u * wg + 32u * kk, WB_LBO_K, WB_SBO_K),
+                             wg_desc(sq + 32u * kk, WB_LBO_K, WB_SBO_K));
+      wg_mma_m64n64k16<0, 0>(dpt, wg_desc(base + WB_SV + 8192u * wg + 32u * kk, WB_LBO_K, WB_SBO_K),
+                             wg_desc(sdo + 32u * kk, WB_LBO_K, WB_SBO_K));
+    }
+    wg_commit();
+    wg_wait<0>();
+
+    // 2. p^T = exp(s - lse) (0 above the diagonal), ds^T = p^T (dp^T - delta); both as A fragments.
+    const bool diagonal = q0 < k0 + WB_KEYS;
+    u32 pa[16], da[16]; // bf16 pairs: [n-tile j][half]: keys krow (+8), queries 8j + 2c (+1)
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+#pragma unroll
+      for (int half = 0; half < 2; half++) {
+        const int key = k0 + krow + 8 * half, col = 8 * j + 2 * c;
+        float p0 = fa_exp2(st[4 * j + 2 * half] * scale_log2 - lrow[col]);
+        float p1 = fa_exp2(st[4 * j + 2 * half + 1] * scale_log2 - lrow[col + 1]);
+        if (diagonal) {
+          if (key > q0 + col) p0 = 0.f;
+          if (key > q0 + col + 1) p1 = 0.f;
+        }
+        const float d0 = p0 * (dpt[4 * j + 2 * half] - drow[col]);
+        const float d1 = p1 * (dpt[4 * j + 2 * half + 1] - drow[col + 1]);
+        pa[2 * j + half] = fa_pack(p0, p1);
+        da[2 * j + half] = fa_pack(d0, d1);
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(base + WB_SDS + wg_swizzle128(krow + 8 * half, col)),
+                     "r"(da[2 * j + half]));
+      }
+    }
+    // dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries 16kq..): tiles 2kq, 2kq + 1.
+    wg_fence();
+#pragma unroll
+    for (int kq = 0; kq < WB_ROWS / 16; kq++) {
+      const u32 fp[4] = {pa[4 * kq], pa[4 * kq + 1], pa[4 * kq + 2], pa[4 * kq + 3]};
+      const u32 fd[4] = {da[4 * kq], da[4 * kq + 1], da[4 * kq + 2], da[4 * kq + 3]};
+      wg_mma_m64n64k16_rega<1>(dva, fp, wg_desc(sdo + 2048u * kq, WB_LBO_MN, WB_SBO_MN));
+      wg_mma_m64n64k16_rega<1>(dka, fd, wg_desc(sq + 2048u * kq, WB_LBO_MN, WB_SBO_MN));
+    }
+    wg_commit();
+    wg_wait<0>();
+    wg_fence_shared();
+    __syncthreads(); // ds^T of both warpgroups is in shared memory
+
+    // 3. dq[64 queries, dims 32wg..32wg+31] = ds k over the 128 keys, into dq_acc.
+    float acc[16];
+#pragma unroll
+    for (int i = 0; i < 16; i++) acc[i] = 0.f;
+    wg_fence();
+#pragma unroll
+    for (int kc = 0; kc < WB_KEYS / 16; kc++) {
+      wg_mma_m64n32k16<1, 1>(acc, wg_desc(base + WB_SDS + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
+                             wg_desc(base + WB_SK + 2048u * kc + 64u * wg, WB_LBO_MN, WB_SBO_MN));
+    }
+    wg_commit();
+    wg_wait<0>();
+    const bool even = (c & 1) == 0;
+    const int qrow = q0 + 16 * wi + g + (even ? 0 : 8);
+    float* dst = dq_acc + ((i64)b * T * H + (i64)qrow * H + h) * D + 32 * wg + 2 * (c & ~1);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const float s0 = __shfl_xor_sync(0xffffffffu, even ? acc[4 * j + 2] : acc[4 * j], 1);
+      const float s1 = __shfl_xor_sync(0xffffffffu, even ? acc[4 * j + 3] : acc[4 * j + 1], 1);
+      if (qrow < T) {
+        if (even) fa_red4(dst + 8 * j, acc[4 * j], acc[4 * j + 1], s0, s1);
+        else fa_red4(dst + 8 * j, s0, s1, acc[4 * j + 2], acc[4 * j + 3]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    const int key = k0 + krow + 8 * half;
+    if (key >= T) continue;
+    const i64 at = ((i64)b * T * HK + (i64)key * HK + hk) * D + 2 * c;
+    u32* kdst = reinterpret_cast<u32*>(dk + at);
+#pragma unroll
+    for (int j = 0; j < 8; j++) kdst[4 * j] = fa_pack(dka[4 * j + 2 * half] * scale, dka[4 * j + 2 * half + 1] * scale);
+    if (dv_keys) {
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        dv_keys[at + 8 * j] = dva[4 * j + 2 * half];
+        dv_keys[at + 8 * j + 1] = dva[4 * j + 2 * half + 1];
+      }
+    } else {
+      u32* vdst = reinterpret_cast<u32*>(dv + ((i64)b * T * HV + (i64)key * HV + hv) * D + 2 * c);
+#pragma unroll
+      for (int j = 0; j < 8; j++) vdst[4 * j] = fa_pack(dva[4 * j + 2 * half], dva[4 * j + 2 * half + 1]);
+    }
+  }
+}
 #endif
