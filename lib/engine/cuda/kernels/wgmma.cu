@@ -172,11 +172,14 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_probe_n32(float* d, cons
 //      dk += ds^T q with A from registers and B (dout, q) MN-major; ds^T also to shared memory;
 //   3. dq = ds k [64 queries x 32 dims per warpgroup]: A = ds^T stored [keys][queries] (MN-major), B = k
 //      stored [keys][dims] (MN-major, starting at dim 32w), added to dq_acc with 16-byte reductions.
-/** Descriptor byte offsets (leading, stride) of K-major and MN-major tiles; tests/cuda_wgmma_probe_test.ts
- * prints which readings the hardware takes (change these if the probe says so). */
+/** Descriptor byte offsets (leading, stride) of K-major and MN-major tiles. PTX ISA: K-major swizzled,
+ * LBO unused, SBO = 8-row groups (1024 bytes); MN-major swizzled, one of them is the step between
+ * 8-row groups along K and the other between 64-element atoms along MN (unused: every MN extent here
+ * fits one atom), so 1024 / 1024 holds under either reading. tests/cuda_wgmma_probe_test.ts prints
+ * which readings the hardware takes. */
 #define WB_LBO_K 16
 #define WB_SBO_K 1024
-#define WB_LBO_MN 16
+#define WB_LBO_MN 1024
 #define WB_SBO_MN 1024
 #define WB_KEYS 128
 #define WB_ROWS 64
