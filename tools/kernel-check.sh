@@ -10,7 +10,7 @@ files=$(sed -n '/^export const KERNEL_FILES/,/^] as const;/p' "$root/lib/engine/
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 { cat "$dir/common.cuh"; for f in $files; do echo; cat "$dir/$f"; done; } > "$work/harpe_kernels.cu"
-nvcc -arch=sm_90 -std=c++17 -cubin -o "$work/k.cubin" -Xptxas -v "$work/harpe_kernels.cu" 2>&1 |
+nvcc -arch=sm_90a -std=c++17 -cubin -o "$work/k.cubin" -Xptxas -v "$work/harpe_kernels.cu" 2>&1 |
   awk -v want="${1:-}" '/Compiling entry function/ { name = $0; sub(/.*function .?_?Z?[0-9]*/, "", name); sub(/.? for .*/, "", name); next }
        /bytes spill stores/ { spill = $0; next }
        /Used [0-9]+ registers/ { if (want == "" || index(name, want)) printf "%-44s %s | %s\n", name, $0, spill; next }

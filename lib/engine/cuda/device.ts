@@ -21,6 +21,7 @@ export const KERNEL_FILES = [
   "cross_entropy.cu",
   "flash_attention_fwd.cu",
   "flash_attention_bwd.cu",
+  "wgmma.cu",
 ] as const;
 /** cuBLASLt workspace (what cuBLAS recommends for Hopper). */
 export const BLAS_WORKSPACE_BYTES = 32 * 1024 * 1024;
@@ -90,7 +91,8 @@ export class CudaDevice {
     const source = await kernelSource();
     const compiled = await nvrtc.compile(source, {
       name: "harpe_kernels.cu",
-      arch: `sm_${info.arch}`,
+      // sm_90a: Hopper's architecture-specific features (wgmma), for the sm_90 devices they exist on.
+      arch: info.arch === 90 ? "sm_90a" : `sm_${info.arch}`,
       cacheDir: options.kernelCacheDir === undefined ? defaultKernelCacheDir() : options.kernelCacheDir,
     });
     const module = driver.moduleLoad(compiled.cubin);

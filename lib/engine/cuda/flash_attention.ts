@@ -22,6 +22,10 @@ const FWD_THREADS = 128;
 const BWD_KEYS = 128;
 const BWD_THREADS = 256;
 const BWD_ROWS = 64;
+/** Dynamic shared memory of flash_attention_bwd_wg_d64 (WB_SHARED_BYTES in kernels/wgmma.cu: k, v and ds^T
+ * [128][64], q and dout [2][64][64] bf16, lse and delta [2][2][64] f32, 1024 bytes to align the tiles);
+ * the wgmma backward runs for head dim 64 on sm_90 (same grid and threads as the mma.sync one). */
+const WGMMA_BWD_SHARED_BYTES = 3 * 16384 + 4 * 8192 + 4 * 64 * 4 + 1024;
 /** bf16 elements of padding per shared-memory row (FA_PAD). */
 const PAD = 8;
 /** Threads per block of the delta and dq kernels; dq blocks per multiprocessor. */
@@ -204,9 +208,10 @@ export function flashAttentionBackward(device: CudaDevice, args: FlashBackwardAr
     { i32: h },
     { i32: d },
   ]);
+  const wgmma = d === 64 && device.info.arch === 90;
   launchWithShared(
     device,
-    `flash_attention_bwd_d${d}`,
+    wgmma ? "flash_attention_bwd_wg_d64" : `flash_attention_bwd_d${d}`,
     [hk, b, Math.ceil(t / BWD_KEYS)],
     BWD_THREADS,
     [
@@ -227,7 +232,7 @@ export function flashAttentionBackward(device: CudaDevice, args: FlashBackwardAr
       { f32: scale * Math.LOG2E },
       { f32: scale },
     ],
-    backwardSharedBytes(d),
+    wgmma ? WGMMA_BWD_SHARED_BYTES : backwardSharedBytes(d),
   );
   if (dvKeys !== 0n) {
     const vRows = b * t * hv;

@@ -1,0 +1,356 @@
+// Hopper warpgroup matrix multiply (wgmma, sm_90a) building blocks and a probe kernel that checks them
+// (branch wip/wgmma; not used by the engine yet): 128-byte swizzled shared-memory tiles, matrix
+// descriptors, and m64n64k16 bf16 -> f32 with either operand K-major or MN-major (transposed).
+// Accumulator layout (per warp w of the 4-warp group: rows 16w..16w+15): d[4j + {0,1}] at row g, cols
+// 8j + 2c + {0,1}; d[4j + {2,3}] at row g + 8 (lane = 4g + c), as mma.sync m16n8 per 8 columns.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+typedef unsigned long long u64;
+
+/** Byte offset of element (r, c) of a [rows][64] bf16 tile in 128-byte swizzled atoms (8 rows x 128
+ * bytes = 1024 bytes; the 16-byte chunk index is XORed with the row within the atom). */
+__device__ __forceinline__ u32 wg_swizzle128(int r, int c) {
+  return (u32)((r >> 3) * 1024 + (r & 7) * 128 + ((((c >> 3) ^ r) & 7) << 4) + ((c & 7) << 1));
+}
+
+/** Shared-memory matrix descriptor of a 128-byte swizzled tile at shared address `addr`: leading and
+ * stride byte offsets `lbo`, `sbo` (multiples of 16). */
+__device__ __forceinline__ u64 wg_desc(u32 addr, u32 lbo, u32 sbo) {
+  return (u64)((addr & 0x3FFFFu) >> 4) | ((u64)((lbo >> 4) & 0x3FFFu) << 16) |
+         ((u64)((sbo >> 4) & 0x3FFFu) << 32) | (1ull << 62);
+}
+
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+/** Waits until at most N committed wgmma groups are in flight. */
+template <int N>
+__device__ __forceinline__ void wg_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+/** Makes this thread's generic-proxy shared-memory writes visible to wgmma (the async proxy). */
+__device__ __forceinline__ void wg_fence_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+/** d[64x64] += a[64x16] * b[16x64] from descriptors; TA / TB: the operand is MN-major (transposed). */
+template <int TA, int TB>
+__device__ __forceinline__ void wg_mma_m64n64k16(float* d, u64 da, u64 db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, %34, %35;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(da), "l"(db), "n"(TA), "n"(TB));
+}
+
+/** Probe: d[64][64] f32 = a . b^T over K = 64 for row-major a [64 m][64 k] and b [64 n][64 k] in global
+ * memory, the operands stored K-major or (AMN / BMN) MN-major in shared memory; descriptor offsets
+ * given, so a test can find the ones the hardware expects. One 128-thread block. */
+template <int AMN, int BMN>
+__device__ __forceinline__ void wg_probe(float* d, const bf16* a, const bf16* b, u32 lbo, u32 sbo) {
+  __shared__ __align__(1024) unsigned short sa[64 * 64], sb[64 * 64];
+  for (int i = threadIdx.x; i < 64 * 64; i += 128) {
+    const int r = i >> 6, c = i & 63; // a(m = r, k = c), b(n = r, k = c)
+    sa[(AMN ? wg_swizzle128(c, r) : wg_swizzle128(r, c)) >> 1] = a[i].bits;
+    sb[(BMN ? wg_swizzle128(c, r) : wg_swizzle128(r, c)) >> 1] = b[i].bits;
+  }
+  wg_fence_shared();
+  __syncthreads();
+  float acc[32];
+#pragma unroll
+  for (int i = 0; i < 32; i++) acc[i] = 0.f;
+  wg_fence();
+#pragma unroll
+  for (int k = 0; k < 4; k++) {
+    // K-major: the next 16 columns are 32 bytes further along each 128-byte row (the hardware applies
+    // the swizzle to the address); MN-major: 16 rows further, two atoms of 8 rows.
+    const u64 da = wg_desc(fa_smem(sa) + (AMN ? 2048u * k : 32u * k), lbo, sbo);
+    const u64 db = wg_desc(fa_smem(sb) + (BMN ? 2048u * k : 32u * k), lbo, sbo);
+    wg_mma_m64n64k16<AMN, BMN>(acc, da, db);
+  }
+  wg_commit();
+  wg_wait<0>();
+  const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+#pragma unroll
+  for (int j = 0; j < 8; j++) {
+    float* row = d + (16 * w + g) * 64 + 8 * j + 2 * c;
+    row[0] = acc[4 * j], row[1] = acc[4 * j + 1];
+    row[8 * 64] = acc[4 * j + 2], row[8 * 64 + 1] = acc[4 * j + 3];
+  }
+}
+
+#define WG_PROBE(AMN, BMN)                                                                         \
+  extern "C" __global__ void __launch_bounds__(128) wgmma_probe_##AMN##BMN(float* d, const bf16* a,  \
+                                                                          const bf16* b, u32 lbo, \
+                                                                          u32 sbo) {              \
+    wg_probe<AMN, BMN>(d, a, b, lbo, sbo);                                                         \
+  }
+WG_PROBE(0, 0)
+WG_PROBE(0, 1)
+WG_PROBE(1, 0)
+WG_PROBE(1, 1)
+/** d[64x64] += a[64x16] (registers, the mma.sync A fragment per warp: rows 16w + g (+8), k 2c (+8))
+ * * b[16x64] from a descriptor; TB: b is MN-major. */
+template <int TB>
+__device__ __forceinline__ void wg_mma_m64n64k16_rega(float* d, const u32* a, u64 db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, %37;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(TB));
+}
+
+/** d[64x32] += a[64x16] * b[16x32], both from descriptors; TA / TB: MN-major. */
+template <int TA, int TB>
+__device__ __forceinline__ void wg_mma_m64n32k16(float* d, u64 da, u64 db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, %18, %19;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "l"(da), "l"(db), "n"(TA), "n"(TB));
+}
+
+/** Probe of the two mechanisms the attention backward needs beyond wg_probe, for a [64 m][64 k] and
+ * b [64 k][64 n] row-major in global memory (b stored MN-major: rows k, n contiguous):
+ * REGA = 1: d[64][64] = a . b with a in registers (the A fragment built from global memory);
+ * REGA = 0: d[64][32] = a . b[:, 32:64] with a K-major in shared memory and b's descriptor starting 64
+ * bytes into its 128-byte rows (columns 32..63; the N-split of dq = ds k over two warpgroups). */
+template <int REGA>
+__device__ __forceinline__ void wg_probe2(float* d, const bf16* a, const bf16* b, u32 lbo, u32 sbo) {
+  __shared__ __align__(1024) unsigned short sa[64 * 64], sb[64 * 64];
+  for (int i = threadIdx.x; i < 64 * 64; i += 128) {
+    const int r = i >> 6, c = i & 63; // a(m = r, k = c), b(k = r, n = c)
+    sa[wg_swizzle128(r, c) >> 1] = a[i].bits;
+    sb[wg_swizzle128(r, c) >> 1] = b[i].bits;
+  }
+  wg_fence_shared();
+  __syncthreads();
+  const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  float acc[32];
+#pragma unroll
+  for (int i = 0; i < 32; i++) acc[i] = 0.f;
+  wg_fence();
+#pragma unroll
+  for (int k = 0; k < 4; k++) {
+    const u64 db = wg_desc(fa_smem(sb) + 2048u * k + (REGA ? 0u : 64u), lbo, sbo);
+    if (REGA) {
+      const int r0 = 16 * w + g, k0 = 16 * k + 2 * c;
+      const u32 frag[4] = {
+          (u32)a[r0 * 64 + k0].bits | ((u32)a[r0 * 64 + k0 + 1].bits << 16),
+          (u32)a[(r0 + 8) * 64 + k0].bits | ((u32)a[(r0 + 8) * 64 + k0 + 1].bits << 16),
+          (u32)a[r0 * 64 + k0 + 8].bits | ((u32)a[r0 * 64 + k0 + 9].bits << 16),
+          (u32)a[(r0 + 8) * 64 + k0 + 8].bits | ((u32)a[(r0 + 8) * 64 + k0 + 9].bits << 16)};
+      wg_mma_m64n64k16_rega<1>(acc, frag, db);
+    } else {
+      wg_mma_m64n32k16<0, 1>(acc, wg_desc(fa_smem(sa) + 32u * k, lbo, sbo), db);
+    }
+  }
+  wg_commit();
+  wg_wait<0>();
+  constexpr int NT = REGA ? 8 : 4, W = REGA ? 64 : 32;
+#pragma unroll
+  for (int j = 0; j < NT; j++) {
+    float* row = d + (16 * w + g) * W + 8 * j + 2 * c;
+    row[0] = acc[4 * j], row[1] = acc[4 * j + 1];
+    row[8 * W] = acc[4 * j + 2], row[8 * W + 1] = acc[4 * j + 3];
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(128) wgmma_probe_rega(float* d, const bf16* a, const bf16* b,
+                                                                   u32 lbo, u32 sbo) {
+  wg_probe2<1>(d, a, b, lbo, sbo);
+}
+extern "C" __global__ void __launch_bounds__(128) wgmma_probe_n32(float* d, const bf16* a, const bf16* b,
+                                                                  u32 lbo, u32 sbo) {
+  wg_probe2<0>(d, a, b, lbo, sbo);
+}
+// ---- flash-attention backward on wgmma (head dim 64) ----------------------------------------------
+// Same contract as flash_bwd in flash_attention_bwd.cu (dq_acc f32 reductions, dv_keys when KV < K).
+// One block = 128 keys of one key head, two warpgroups (warpgroup w: keys 64w..64w+63), 64 queries
+// per step; all tiles 128-byte swizzled bf16 rows of 64 (WB_* byte offsets below). Per step:
+//   1. s^T = k q^T and dp^T = v dout^T [64 keys x 64 queries per warpgroup], K-major operands;
+//   2. p^T and ds^T in registers (the accumulator layout is the A-fragment layout), dv += p^T dout and
+//      dk += ds^T q with A from registers and B (dout, q) MN-major; ds^T also to shared memory;
+//   3. dq = ds k [64 queries x 32 dims per warpgroup]: A = ds^T stored [keys][queries] (MN-major), B = k
+//      stored [keys][dims] (MN-major, starting at dim 32w), added to dq_acc with 16-byte reductions.
+/** Descriptor byte offsets (leading, stride) of K-major and MN-major tiles. PTX ISA: K-major swizzled,
+ * LBO unused, SBO = 8-row groups (1024 bytes); MN-major swizzled, one of them is the step between
+ * 8-row groups along K and the other between 64-element atoms along MN (unused: every MN extent here
+ * fits one atom), so 1024 / 1024 holds under either reading. tests/cuda_wgmma_probe_test.ts prints
+ * which readings the hardware takes. */
+#define WB_LBO_K 16
+#define WB_SBO_K 1024
+#define WB_LBO_MN 1024
+#define WB_SBO_MN 1024
+#define WB_KEYS 128
+#define WB_ROWS 64
+#define WB_TILE_K 16384 /* [128][64] bf16 */
+#define WB_TILE_Q 8192  /* [64][64] bf16 */
+#define WB_SK 0
+#define WB_SV (WB_SK + WB_TILE_K)
+#define WB_SQ (WB_SV + WB_TILE_K)          /* [2 stages] */
+#define WB_SDO (WB_SQ + 2 * WB_TILE_Q)     /* [2 stages] */
+#define WB_SDS (WB_SDO + 2 * WB_TILE_Q)    /* ds^T [128 keys][64 queries] */
+#define WB_STATS (WB_SDS + WB_TILE_K)      /* lse * log2(e), delta: [2 stages][2][64] f32 */
+/** Dynamic shared memory of flash_attention_bwd_wg_d64, with 1024 bytes to align the tiles. */
+#define WB_SHARED_BYTES (WB_STATS + 2 * 2 * WB_ROWS * 4 + 1024)
+
+/** Copies rows row0.. (64 bf16 each, `stride` elements apart) into a swizzled [ROWS][64] tile at shared
+ * address `dst`; rows at or past `rows` are zero-filled. */
+template <int ROWS>
+__device__ __forceinline__ void wb_load_tile(u32 dst, const bf16* base, i64 stride, int row0, int rows) {
+#pragma unroll
+  for (int j = 0; j < ROWS * 8 / 256; j++) {
+    const int i = threadIdx.x + j * 256, r = i >> 3, c = (i & 7) * 8;
+    const bool inside = row0 + r < rows;
+    fa_cp16(dst + wg_swizzle128(r, c), base + (inside ? (i64)(row0 + r) * stride + c : 0), inside ? 16 : 0);
+  }
+}
+
+extern __shared__ u32x4 wb_shared[];
+
+extern "C" __global__ void __launch_bounds__(256, 1) flash_attention_bwd_wg_d64(
+    float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k, const bf16* v,
+    const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, int HV, float scale_log2,
+    float scale) {
+  constexpr int D = 64;
+  const u32 base = (fa_smem(wb_shared) + 1023u) & ~1023u;
+  float* stats = reinterpret_cast<float*>(reinterpret_cast<char*>(wb_shared) + (base - fa_smem(wb_shared)) + WB_STATS);
+  const int hk = blockIdx.x, b = blockIdx.y, k0 = blockIdx.z * WB_KEYS;
+  const int group = H / HK, hv = hk / (HK / HV);
+  const int wg = threadIdx.x >> 7, wi = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  const i64 qstride = (i64)H * D, kstride = (i64)HK * D, vstride = (i64)HV * D;
+  const int qfirst = k0 / WB_ROWS, qblocks = (T + WB_ROWS - 1) / WB_ROWS - qfirst, steps = group * qblocks;
+
+  wb_load_tile<WB_KEYS>(base + WB_SK, k + ((i64)b * T * HK + hk) * D, kstride, k0, T);
+  wb_load_tile<WB_KEYS>(base + WB_SV, v + ((i64)b * T * HV + hv) * D, vstride, k0, T);
+  auto load_step = [&](int it, int stage) {
+    const int h = hk * group + it / qblocks, q0 = (qfirst + it % qblocks) * WB_ROWS;
+    const i64 head = (i64)b * T * H + h;
+    wb_load_tile<WB_ROWS>(base + WB_SQ + stage * WB_TILE_Q, q + head * D, qstride, q0, T);
+    wb_load_tile<WB_ROWS>(base + WB_SDO + stage * WB_TILE_Q, dout + head * D, qstride, q0, T);
+    for (int r = threadIdx.x; r < WB_ROWS; r += 256) {
+      const i64 at = ((i64)b * H + h) * T + q0 + r;
+      const bool inside = q0 + r < T;
+      stats[stage * 2 * WB_ROWS + r] = inside ? lse[at] * FA_LOG2E : F32_INFINITY;
+      stats[stage * 2 * WB_ROWS + WB_ROWS + r] = inside ? delta[at] : 0.f;
+    }
+  };
+  load_step(0, 0);
+  fa_cp_commit();
+
+  float dka[32], dva[32];
+#pragma unroll
+  for (int i = 0; i < 32; i++) dka[i] = dva[i] = 0.f;
+  const int krow = 64 * wg + 16 * wi + g; // this thread's key rows in the block: krow, krow + 8
+
+  for (int it = 0; it < steps; it++) {
+    const int stage = it & 1;
+    fa_cp_wait<0>();
+    wg_fence_shared();
+    __syncthreads(); // step it's tiles (and every thread's ds^T of step it - 1 read) are done
+    if (it + 1 < steps) load_step(it + 1, stage ^ 1);
+    fa_cp_commit();
+    const int h = hk * group + it / qblocks, q0 = (qfirst + it % qblocks) * WB_ROWS;
+    const u32 sq = base + WB_SQ + stage * WB_TILE_Q, sdo = base + WB_SDO + stage * WB_TILE_Q;
+    const float* lrow = stats + stage * 2 * WB_ROWS;
+    const float* drow = lrow + WB_ROWS;
+
+    // 1. s^T and dp^T for this warpgroup's 64 keys x the 64 queries.
+    float st[32], dpt[32];
+#pragma unroll
+    for (int i = 0; i < 32; i++) st[i] = dpt[i] = 0.f;
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+      wg_mma_m64n64k16<0, 0>(st, wg_desc(base + WB_SK + 8192u * wg + 32u * kk, WB_LBO_K, WB_SBO_K),
+                             wg_desc(sq + 32u * kk, WB_LBO_K, WB_SBO_K));
+      wg_mma_m64n64k16<0, 0>(dpt, wg_desc(base + WB_SV + 8192u * wg + 32u * kk, WB_LBO_K, WB_SBO_K),
+                             wg_desc(sdo + 32u * kk, WB_LBO_K, WB_SBO_K));
+    }
+    wg_commit();
+    wg_wait<0>();
+
+    // 2. p^T = exp(s - lse) (0 above the diagonal), ds^T = p^T (dp^T - delta); both as A fragments.
+    const bool diagonal = q0 < k0 + WB_KEYS;
+    u32 pa[16], da[16]; // bf16 pairs: [n-tile j][half]: keys krow (+8), queries 8j + 2c (+1)
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+#pragma unroll
+      for (int half = 0; half < 2; half++) {
+        const int key = k0 + krow + 8 * half, col = 8 * j + 2 * c;
+        float p0 = fa_exp2(st[4 * j + 2 * half] * scale_log2 - lrow[col]);
+        float p1 = fa_exp2(st[4 * j + 2 * half + 1] * scale_log2 - lrow[col + 1]);
+        if (diagonal) {
+          if (key > q0 + col) p0 = 0.f;
+          if (key > q0 + col + 1) p1 = 0.f;
+        }
+        const float d0 = p0 * (dpt[4 * j + 2 * half] - drow[col]);
+        const float d1 = p1 * (dpt[4 * j + 2 * half + 1] - drow[col + 1]);
+        pa[2 * j + half] = fa_pack(p0, p1);
+        da[2 * j + half] = fa_pack(d0, d1);
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(base + WB_SDS + wg_swizzle128(krow + 8 * half, col)),
+                     "r"(da[2 * j + half]));
+      }
+    }
+    // dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries 16kq..): tiles 2kq, 2kq + 1.
+    wg_fence();
+#pragma unroll
+    for (int kq = 0; kq < WB_ROWS / 16; kq++) {
+      const u32 fp[4] = {pa[4 * kq], pa[4 * kq + 1], pa[4 * kq + 2], pa[4 * kq + 3]};
+      const u32 fd[4] = {da[4 * kq], da[4 * kq + 1], da[4 * kq + 2], da[4 * kq + 3]};
+      wg_mma_m64n64k16_rega<1>(dva, fp, wg_desc(sdo + 2048u * kq, WB_LBO_MN, WB_SBO_MN));
+      wg_mma_m64n64k16_rega<1>(dka, fd, wg_desc(sq + 2048u * kq, WB_LBO_MN, WB_SBO_MN));
+    }
+    wg_commit();
+    wg_wait<0>();
+    wg_fence_shared();
+    __syncthreads(); // ds^T of both warpgroups is in shared memory
+
+    // 3. dq[64 queries, dims 32wg..32wg+31] = ds k over the 128 keys, into dq_acc.
+    float acc[16];
+#pragma unroll
+    for (int i = 0; i < 16; i++) acc[i] = 0.f;
+    wg_fence();
+#pragma unroll
+    for (int kc = 0; kc < WB_KEYS / 16; kc++) {
+      wg_mma_m64n32k16<1, 1>(acc, wg_desc(base + WB_SDS + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
+                             wg_desc(base + WB_SK + 2048u * kc + 64u * wg, WB_LBO_MN, WB_SBO_MN));
+    }
+    wg_commit();
+    wg_wait<0>();
+    const bool even = (c & 1) == 0;
+    const int qrow = q0 + 16 * wi + g + (even ? 0 : 8);
+    float* dst = dq_acc + ((i64)b * T * H + (i64)qrow * H + h) * D + 32 * wg + 2 * (c & ~1);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const float s0 = __shfl_xor_sync(0xffffffffu, even ? acc[4 * j + 2] : acc[4 * j], 1);
+      const float s1 = __shfl_xor_sync(0xffffffffu, even ? acc[4 * j + 3] : acc[4 * j + 1], 1);
+      if (qrow < T) {
+        if (even) fa_red4(dst + 8 * j, acc[4 * j], acc[4 * j + 1], s0, s1);
+        else fa_red4(dst + 8 * j, s0, s1, acc[4 * j + 2], acc[4 * j + 3]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    const int key = k0 + krow + 8 * half;
+    if (key >= T) continue;
+    const i64 at = ((i64)b * T * HK + (i64)key * HK + hk) * D + 2 * c;
+    u32* kdst = reinterpret_cast<u32*>(dk + at);
+#pragma unroll
+    for (int j = 0; j < 8; j++) kdst[4 * j] = fa_pack(dka[4 * j + 2 * half] * scale, dka[4 * j + 2 * half + 1] * scale);
+    if (dv_keys) {
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        dv_keys[at + 8 * j] = dva[4 * j + 2 * half];
+        dv_keys[at + 8 * j + 1] = dva[4 * j + 2 * half + 1];
+      }
+    } else {
+      u32* vdst = reinterpret_cast<u32*>(dv + ((i64)b * T * HV + (i64)key * HV + hv) * D + 2 * c);
+#pragma unroll
+      for (int j = 0; j < 8; j++) vdst[4 * j] = fa_pack(dva[4 * j + 2 * half], dva[4 * j + 2 * half + 1]);
+    }
+  }
+}
+#endif
