@@ -213,15 +213,18 @@ async function compareCrossEntropy(
 
 gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", async (mode) => {
   // V = 50 and 40001: scalar two-pass rows; 64: prefetching rows (7-row chunks: one row per block);
-  // 32772 and 128256 (Llama-3): prefetching clusters of 4 blocks, 151936 (Qwen): of 8; 262148:
-  // vectorized two-pass rows
+  // prefetching clusters of the fewest blocks whose 32768-column slices hold a row: 32772 of 2, 98304
+  // of 3 (full slices), 128256 (Llama-3) of 4, 151936 (Qwen) of 5, 200000 of 7; 262148: vectorized
+  // two-pass rows
   const shapes = [
     [23, 24, 50],
     [16, 32, 64],
     [9, 8, 40001],
     [9, 8, 32772],
+    [9, 4, 98304],
     [9, 8, 128256],
     [9, 4, 151936],
+    [5, 4, 200000],
     [5, 4, 262148],
   ] as const;
   for (const [n, c, v] of shapes) {

@@ -51,9 +51,11 @@ const CE_THREADS = 1024;
 /** Columns one block of the prefetching cross-entropy kernels holds (8 float4 per thread in registers,
  * the next row's in shared memory; cross_entropy.cu). */
 const CE_PREFETCH_SLICE = 8 * 4 * CE_THREADS;
-/** Blocks per row of the prefetching kernels (cross_entropy_rows_prefetch{,4,8}): one up to 32768
- * columns, a cluster of 4 up to 131072 (Llama 3), of 8 up to 262144 (Qwen); wider rows are read twice. */
-const CE_CLUSTERS = [1, 4, 8] as const;
+/** Blocks per row of the prefetching kernels (cross_entropy_rows_prefetch{,2..8}): the fewest whose
+ * slices hold the row (one up to 32768 columns, 4 for Llama 3's 128256, 5 for Qwen's 151936; measured on
+ * the H200: Qwen rows on clusters of 8 reached 62% of copy, each block's slice too small for the row's
+ * fixed barrier cost); rows wider than 8 slices are read twice. */
+const CE_CLUSTERS = [1, 2, 3, 4, 5, 6, 7, 8] as const;
 /** Bytes of f32 logits one chunk of the fused lm head + cross-entropy may hold. */
 export const LOGITS_CHUNK_BYTES = 256 * 1024 * 1024;
 
@@ -676,7 +678,6 @@ export class CudaEngine implements Engine {
 
   // ---- helpers -----------------------------------------------------------------------------------
 
-  /** Lets kernel `name` use `bytes` of dynamic shared memory (an attribute needed above 48 KB). */
   /** The prefetching cross-entropy kernel for rows of `v` columns (aligned, v % 4 == 0): its name, the
    * columns per block and a grid of as many rows (clusters) as can be resident at once, since rows are
    * assigned to blocks statically; undefined when the rows are too wide (or the driver has no clusters). */
@@ -697,6 +698,7 @@ export class CudaEngine implements Engine {
     return { name, slice, grid: cluster * Math.min(rows, resident) };
   }
 
+  /** Lets kernel `name` use `bytes` of dynamic shared memory (an attribute needed above 48 KB). */
   #allowShared(name: string, bytes: number): void {
     if ((this.#sharedAllowed.get(name) ?? 0) >= bytes) return;
     this.device.driver.setMaxDynamicSharedMemory(this.device.kernel(name), bytes);

@@ -1,11 +1,10 @@
 // The softmax / cross-entropy step of the fused lm head: for one chunk of rows of f32 logits [R, V]
 // (made by a cuBLASLt GEMM), writes each row's loss and, when asked, dlogits = scale * (softmax -
 // onehot(target)) (in place when dlogits is the f32 logits buffer). Two kernels, picked by the host:
-// V <= 8 * 32768 with V % 4 == 0 and aligned rows: persistent blocks (clusters of 4 or 8 blocks above
-// 32768) prefetching rows, reading the logits once; any other row: two passes, block per row, one pass
-// for the running max and sum of exponentials, one for the gradient; 4 elements per access with `vec`
-// (V % 4 == 0, aligned). Exponentials go through
-// the hardware 2^x on x * log2(e) (fa_exp2, FA_LOG2E of flash_attention_mma.cu, concatenated before).
+// V <= 8 * 32768 with V % 4 == 0 and aligned rows: persistent blocks (a cluster of 2..8 blocks per row
+// above 32768) prefetching rows, reading the logits once; any other row: two passes, block per row, one
+// pass for the running max and sum of exponentials, one for the gradient; 4 elements per access with
+// `vec` (V % 4 == 0, aligned). Exponentials go through the hardware 2^x on x * log2(e) (fa_exp2, FA_LOG2E of flash_attention_mma.cu, concatenated before).
 
 struct alignas(8) u32x2 {
   unsigned x, y;
@@ -96,9 +95,10 @@ EACH1(CE_ROWS)
 // (CE_PREFETCH_CHUNKS float4 per thread, up to CE_PREFETCH_SLICE = 32768 floats) while the next row is
 // copied with cp.async into dynamic shared memory, so its loads overlap this row's reductions and stores.
 // Each thread copies and reads back only its own float4s, so its own cp.async wait suffices. Rows wider
-// than one block's slice go to a thread-block cluster of CLUSTER blocks (4 or 8; sm_90): block `rank`
-// holds columns [rank * slice, + slice), the blocks' (max, sum) pairs are exchanged through distributed
-// shared memory after one cluster barrier per row (pairs double-buffered by row parity, so the next
+// than one block's slice go to a thread-block cluster of CLUSTER blocks (2..8: the host takes the fewest
+// whose slices hold the row, so each block moves as many bytes per row barrier as it can; sm_90): block
+// `rank` holds columns [rank * slice, + slice), the blocks' (max, sum) pairs are exchanged through
+// distributed shared memory after one cluster barrier per row (pairs double-buffered by row parity, so the next
 // row's barrier is what makes reusing a slot safe). Uses fa_smem / fa_cp16 / fa_cp_commit / fa_cp_wait
 // of flash_attention_mma.cu (concatenated before). The host sizes the grid to the clusters that can be
 // resident at once (cuOccupancyMaxActiveClusters): rows are assigned statically, so a cluster that had
@@ -252,23 +252,24 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
   if (CLUSTER > 1) ce_cluster_sync(); // no block leaves while another may still read its pairs
 }
 
+#define CE_ROWS_PREFETCH_PARAMS(G)                                                                 \
+  const float *logits, G *dlogits, float *losses, const int *targets, int rows, int vocab, int slice, \
+      float scale, int want_grad
+#define CE_ROWS_PREFETCH_CLUSTER(n, ng, G)                                                         \
+  extern "C" __global__ void __cluster_dims__(n, 1, 1) __launch_bounds__(CE_PREFETCH_THREADS, 1)   \
+      cross_entropy_rows_prefetch##n##_##ng(CE_ROWS_PREFETCH_PARAMS(G)) {                          \
+    ce_rows_prefetch<n>(logits, dlogits, losses, targets, rows, vocab, slice, scale, want_grad);   \
+  }
 #define CE_ROWS_PREFETCH(ng, G)                                                                    \
   extern "C" __global__ void __launch_bounds__(CE_PREFETCH_THREADS, 1)                             \
-      cross_entropy_rows_prefetch_##ng(const float* logits, G* dlogits, float* losses,             \
-                                       const int* targets, int rows, int vocab, int slice,         \
-                                       float scale, int want_grad) {                               \
+      cross_entropy_rows_prefetch_##ng(CE_ROWS_PREFETCH_PARAMS(G)) {                               \
     ce_rows_prefetch<1>(logits, dlogits, losses, targets, rows, vocab, slice, scale, want_grad);   \
   }                                                                                                \
-  extern "C" __global__ void __cluster_dims__(4, 1, 1) __launch_bounds__(CE_PREFETCH_THREADS, 1)   \
-      cross_entropy_rows_prefetch4_##ng(const float* logits, G* dlogits, float* losses,            \
-                                        const int* targets, int rows, int vocab, int slice,        \
-                                        float scale, int want_grad) {                              \
-    ce_rows_prefetch<4>(logits, dlogits, losses, targets, rows, vocab, slice, scale, want_grad);   \
-  }                                                                                                \
-  extern "C" __global__ void __cluster_dims__(8, 1, 1) __launch_bounds__(CE_PREFETCH_THREADS, 1)   \
-      cross_entropy_rows_prefetch8_##ng(const float* logits, G* dlogits, float* losses,            \
-                                        const int* targets, int rows, int vocab, int slice,        \
-                                        float scale, int want_grad) {                              \
-    ce_rows_prefetch<8>(logits, dlogits, losses, targets, rows, vocab, slice, scale, want_grad);   \
-  }
+  CE_ROWS_PREFETCH_CLUSTER(2, ng, G)                                                               \
+  CE_ROWS_PREFETCH_CLUSTER(3, ng, G)                                                               \
+  CE_ROWS_PREFETCH_CLUSTER(4, ng, G)                                                               \
+  CE_ROWS_PREFETCH_CLUSTER(5, ng, G)                                                               \
+  CE_ROWS_PREFETCH_CLUSTER(6, ng, G)                                                               \
+  CE_ROWS_PREFETCH_CLUSTER(7, ng, G)                                                               \
+  CE_ROWS_PREFETCH_CLUSTER(8, ng, G)
 EACH1(CE_ROWS_PREFETCH)
