@@ -22,6 +22,7 @@ export const KERNEL_FILES = [
   "flash_attention_fwd.cu",
   "flash_attention_bwd.cu",
   "wgmma.cu",
+  "flash_attention_fwd_wg.cu",
 ] as const;
 /** cuBLASLt workspace (what cuBLAS recommends for Hopper). */
 export const BLAS_WORKSPACE_BYTES = 32 * 1024 * 1024;

@@ -1,0 +1,248 @@
+// Flash-attention forward on Hopper wgmma (sm_90a) for head dim 64: same contract as
+// flash_attention_fwd_d64 (flash_attention_fwd.cu: arguments, layouts, causal, grouped heads, out and lse).
+// One block = FW_WGS warpgroups x 64 query rows of one head; key/value tiles of FW_KEYS rows stream
+// through STAGES shared-memory stages, STAGES - 2 tiles ahead (cp.async by every thread, 128-byte
+// swizzled [rows][64] tiles).
+// Per warpgroup and key tile j: S = Q K_j^T (m64n128k16, Q and K K-major from shared memory), online
+// softmax in registers (log2 domain, as flash_fwd), P -> A fragments in registers, O += P V_j
+// (m64n64k16, V [keys][dims] MN-major). OVERLAP: S_{j+1} is issued before O += P_j V_j and its softmax
+// runs while that product is in flight (FlashAttention-3's intra-warpgroup pipelining).
+// Grid: (H, B, ceil(T / (64 FW_WGS))), the longest (last) query blocks first.
+// Shapes: Q tile [64 FW_WGS][64], K and V tiles [FW_KEYS][64] bf16; per thread S 64 f32, O 32 f32, P 32 u32.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+#define FW_KEYS 128
+#define FW_TILE_Q 8192  /* [64][64] bf16 per warpgroup */
+#define FW_TILE_K 16384 /* [FW_KEYS][64] bf16 */
+/** Dynamic shared memory of a forward with `wgs` warpgroups and `stages` K/V stages: Q, the stages of
+ * (K, V), 1024 bytes to align the tiles. */
+#define FW_SHARED_BYTES(wgs, stages) ((wgs) * FW_TILE_Q + (stages) * 2 * FW_TILE_K + 1024)
+/** flash_attention_fwd_wg_d64: 2 warpgroups (128 query rows, 256 threads), 3 stages: 115712 bytes.
+ * Variants for the timing script: _s4 (4 stages, 148480 bytes), _r192 (3 warpgroups = 192 rows, 384
+ * threads, 3 stages: 123904 bytes), _serial (as the default without OVERLAP). */
+#define FW_WG_D64_THREADS 256
+#define FW_WG_D64_SHARED FW_SHARED_BYTES(2, 3)
+
+/** d[64x128] += a[64x16] * b[16x128], both K-major from descriptors. Accumulator layout as
+ * wg_mma_m64n64k16 with 16 column tiles of 8: d[4j..4j+3] for columns 8j + 2c (+1). */
+__device__ __forceinline__ void fw_mma_m64n128k16(float* d, u64 da, u64 db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(da), "l"(db));
+}
+
+/** Pins N registers at this point of the program (an empty asm that reads and writes them), so the
+ * compiler neither reads a wgmma accumulator before the wait that completes it nor writes one while a
+ * wgmma that uses it may be in flight. */
+template <int N>
+__device__ __forceinline__ void fw_pin(float* r) {
+#pragma unroll
+  for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void fw_pin(u32* r) {
+#pragma unroll
+  for (int i = 0; i < N; i++) asm volatile("" : "+r"(r[i])::"memory");
+}
+
+/** Copies rows row0.. (64 bf16 each, `stride` elements apart) into a swizzled [ROWS][64] tile at shared
+ * address `dst` with cp.async from THREADS threads; rows at or past `rows` are zero-filled. */
+template <int ROWS, int THREADS>
+__device__ __forceinline__ void fw_load_tile(u32 dst, const bf16* base, i64 stride, int row0, int rows) {
+  constexpr int CHUNKS = ROWS * 8;
+#pragma unroll
+  for (int j = 0; j < (CHUNKS + THREADS - 1) / THREADS; j++) {
+    const int i = threadIdx.x + j * THREADS, r = i >> 3, c = (i & 7) * 8;
+    if (CHUNKS % THREADS == 0 || i < CHUNKS) {
+      const bool inside = row0 + r < rows;
+      fa_cp16(dst + wg_swizzle128(r, c), base + (inside ? (i64)(row0 + r) * stride + c : 0), inside ? 16 : 0);
+    }
+  }
+}
+
+/** Issues S = Q K^T for one warpgroup (s zeroed first): q, k the shared addresses of its Q rows and
+ * of the K tile. */
+__device__ __forceinline__ void fw_issue_s(float* s, u32 q, u32 k) {
+#pragma unroll
+  for (int i = 0; i < 64; i++) s[i] = 0.f;
+  wg_fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; kk++) {
+    fw_mma_m64n128k16(s, wg_desc(q + 32u * kk, WB_LBO_K, WB_SBO_K), wg_desc(k + 32u * kk, WB_LBO_K, WB_SBO_K));
+  }
+  wg_commit();
+}
+
+/** Issues O += P V for one warpgroup: p the A fragments of P [64 rows][FW_KEYS], v the V tile. */
+__device__ __forceinline__ void fw_issue_pv(float* o, const u32* p, u32 v) {
+  wg_fence();
+#pragma unroll
+  for (int kk = 0; kk < FW_KEYS / 16; kk++) {
+    const u32 a[4] = {p[4 * kk], p[4 * kk + 1], p[4 * kk + 2], p[4 * kk + 3]};
+    wg_mma_m64n64k16_rega<1>(o, a, wg_desc(v + 2048u * kk, WB_LBO_MN, WB_SBO_MN));
+  }
+  wg_commit();
+}
+
+/** Masks S (keys after the row: -inf) when `diagonal`, then the online softmax of this thread's two
+ * rows (row0, row0 + 8): s becomes exp2(s scale_log2 - m_new), m and l (this thread's partial sums)
+ * are updated, alpha = exp2(m_old - m_new) returned per row. */
+__device__ __forceinline__ void fw_softmax(float* s, float* m, float* l, float* alpha, bool diagonal, int key0,
+                                           int row0, float scale_log2) {
+  const int c = threadIdx.x & 3;
+  if (diagonal) {
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        if (key0 + 8 * j + 2 * c + (e & 1) > row0 + 8 * (e >> 1)) s[4 * j + e] = -F32_INFINITY;
+      }
+    }
+  }
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    float mx = -F32_INFINITY;
+#pragma unroll
+    for (int j = 0; j < 16; j++) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * half], s[4 * j + 2 * half + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float mnew = fmaxf(m[half], mx * scale_log2);
+    const float muse = mnew == -F32_INFINITY ? 0.f : mnew;
+    alpha[half] = fa_exp2(m[half] - muse);
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+      s[4 * j + 2 * half] = fa_exp2(s[4 * j + 2 * half] * scale_log2 - muse);
+      s[4 * j + 2 * half + 1] = fa_exp2(s[4 * j + 2 * half + 1] * scale_log2 - muse);
+      sum += s[4 * j + 2 * half] + s[4 * j + 2 * half + 1];
+    }
+    l[half] = l[half] * alpha[half] + sum;
+    m[half] = mnew;
+  }
+}
+
+/** O *= alpha per row, then P = bf16(s) as A fragments: p[2j + half] holds row row0 + 8 half, keys
+ * 8j + 2c (+1), so the fragment of keys 16kk.. is p[4kk..4kk+3]. */
+__device__ __forceinline__ void fw_rescale_pack(float* o, u32* p, const float* s, const float* alpha) {
+#pragma unroll
+  for (int j = 0; j < 8; j++) {
+    o[4 * j] *= alpha[0], o[4 * j + 1] *= alpha[0], o[4 * j + 2] *= alpha[1], o[4 * j + 3] *= alpha[1];
+  }
+#pragma unroll
+  for (int j = 0; j < 16; j++) {
+    p[2 * j] = fa_pack(s[4 * j], s[4 * j + 1]);
+    p[2 * j + 1] = fa_pack(s[4 * j + 2], s[4 * j + 3]);
+  }
+}
+
+extern __shared__ u32x4 fw_shared[];
+
+template <int WGS, int STAGES, bool OVERLAP>
+__device__ __forceinline__ void flash_fwd_wg(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                                             int T, int H, int HK, int HV, float scale_log2) {
+  constexpr int D = 64, ROWS = 64 * WGS, THREADS = 128 * WGS, AHEAD = STAGES - 2;
+  static_assert(AHEAD >= 1, "a stage for the tile in use, one for the previous V, one or more ahead");
+  const u32 base = (fa_smem(fw_shared) + 1023u) & ~1023u;
+  const u32 sq = base, skv = base + WGS * FW_TILE_Q; // stage s: K at skv + 2 s FW_TILE_K, V after it
+  const int h = blockIdx.x, b = blockIdx.y;
+  const int q0 = (gridDim.z - 1 - blockIdx.z) * ROWS;
+  const int hk = h / (H / HK), hv = h / (H / HV);
+  const int wg = threadIdx.x >> 7, wi = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  const i64 qstride = (i64)H * D, kstride = (i64)HK * D, vstride = (i64)HV * D;
+  const bf16* kb = k + ((i64)b * T * HK + hk) * D;
+  const bf16* vb = v + ((i64)b * T * HV + hv) * D;
+  const int tiles = (imin(T, q0 + ROWS) - 1) / FW_KEYS + 1;
+  // This warpgroup's rows q0 + 64 wg .. wlast need key tiles 0 .. wtiles - 1 (none if all rows >= T).
+  const int wfirst = q0 + 64 * wg, wlast = imin(T - 1, wfirst + 63);
+  const int wtiles = wfirst < T ? wlast / FW_KEYS + 1 : 0;
+  const int row0 = wfirst + 16 * wi + g; // this thread's rows: row0, row0 + 8
+  const u32 sqw = sq + wg * FW_TILE_Q;
+  auto load_tile = [&](int t) {
+    const u32 dst = skv + (t % STAGES) * 2 * FW_TILE_K;
+    fw_load_tile<FW_KEYS, THREADS>(dst, kb, kstride, t * FW_KEYS, T);
+    fw_load_tile<FW_KEYS, THREADS>(dst + FW_TILE_K, vb, vstride, t * FW_KEYS, T);
+  };
+
+  fw_load_tile<ROWS, THREADS>(sq, q + ((i64)b * T * H + h) * D, qstride, q0, T);
+  for (int t = 0; t < AHEAD; t++) { // group t: tile t (and Q in group 0)
+    if (t < tiles) load_tile(t);
+    fa_cp_commit();
+  }
+
+  float s[64], o[32], m[2] = {-F32_INFINITY, -F32_INFINITY}, l[2] = {0.f, 0.f}, alpha[2];
+  u32 p[32];
+#pragma unroll
+  for (int i = 0; i < 32; i++) o[i] = 0.f;
+
+  for (int j = 0; j < tiles; j++) {
+    fa_cp_wait<AHEAD - 1>();
+    wg_fence_shared();
+    __syncthreads(); // tile j (group j) has landed; every warpgroup is done with tile j - 2's stage
+    if (j + AHEAD < tiles) load_tile(j + AHEAD);
+    fa_cp_commit();
+    const u32 sk = skv + (j % STAGES) * 2 * FW_TILE_K;
+    const u32 svprev = skv + ((j + STAGES - 1) % STAGES) * 2 * FW_TILE_K + FW_TILE_K;
+    const int key0 = j * FW_KEYS;
+    if (j < wtiles) {
+      fw_issue_s(s, sqw, sk);
+      if (OVERLAP && j > 0) {
+        fw_issue_pv(o, p, svprev); // O += P_{j-1} V_{j-1} while the softmax of S_j runs
+        wg_wait<1>();
+      } else {
+        wg_wait<0>();
+      }
+      fw_pin<64>(s);
+      fw_softmax(s, m, l, alpha, key0 + FW_KEYS - 1 > wfirst, key0, row0, scale_log2);
+      if (OVERLAP) {
+        wg_wait<0>();
+        fw_pin<32>(o);
+        fw_pin<32>(p);
+      }
+      fw_rescale_pack(o, p, s, alpha);
+      if (!OVERLAP) {
+        fw_issue_pv(o, p, sk + FW_TILE_K);
+        wg_wait<0>();
+        fw_pin<32>(o);
+        fw_pin<32>(p);
+      }
+    } else if (OVERLAP && j == wtiles && j > 0) {
+      fw_issue_pv(o, p, svprev);
+      wg_wait<0>();
+      fw_pin<32>(o);
+    }
+  }
+  if (OVERLAP && wtiles == tiles) { // the last tile's O += P V
+    fw_issue_pv(o, p, skv + ((tiles - 1) % STAGES) * 2 * FW_TILE_K + FW_TILE_K);
+    wg_wait<0>();
+    fw_pin<32>(o);
+  }
+
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    float sum = l[half];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const int row = row0 + 8 * half;
+    if (row >= T) continue;
+    const float inv = 1.f / sum;
+    u32* dst = reinterpret_cast<u32*>(out + ((i64)b * T * H + (i64)row * H + h) * D + 2 * c);
+#pragma unroll
+    for (int d = 0; d < 8; d++) dst[4 * d] = fa_pack(o[4 * d + 2 * half] * inv, o[4 * d + 2 * half + 1] * inv);
+    if (c == 0) lse[((i64)b * H + h) * T + row] = (m[half] + log2f(sum)) * FA_LN2;
+  }
+}
+
+#define FLASH_FWD_WG(WGS, STAGES, OVERLAP, NAME)                                                                     \
+  extern "C" __global__ void __launch_bounds__(128 * WGS, 1)                                               \
+      NAME(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int T, int H, int HK, int HV, \
+           float scale_log2) {                                                                             \
+    flash_fwd_wg<WGS, STAGES, OVERLAP>(out, lse, q, k, v, T, H, HK, HV, scale_log2);                               \
+  }
+FLASH_FWD_WG(2, 3, true, flash_attention_fwd_wg_d64)
+FLASH_FWD_WG(2, 4, true, flash_attention_fwd_wg_d64_s4)
+FLASH_FWD_WG(3, 3, true, flash_attention_fwd_wg_d64_r192)
+FLASH_FWD_WG(2, 3, false, flash_attention_fwd_wg_d64_serial)
+#endif
