@@ -14,4 +14,4 @@ nvcc -arch=sm_90a -std=c++17 -cubin -o "$work/k.cubin" -Xptxas -v "$work/harpe_k
   awk -v want="${1:-}" '/Compiling entry function/ { name = $0; sub(/.*function .?_?Z?[0-9]*/, "", name); sub(/.? for .*/, "", name); next }
        /bytes spill stores/ { spill = $0; next }
        /Used [0-9]+ registers/ { if (want == "" || index(name, want)) printf "%-44s %s | %s\n", name, $0, spill; next }
-       /error|warning/ { print }' | sed 's/ptxas info    ://g'
+       /error|warning|Performance Loss/ { print }' | sed 's/ptxas info    ://g'

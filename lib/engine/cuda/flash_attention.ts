@@ -22,10 +22,11 @@ const FWD_THREADS = 128;
 const BWD_KEYS = 128;
 const BWD_THREADS = 256;
 const BWD_ROWS = 64;
-/** Dynamic shared memory of flash_attention_bwd_wg_d64 (WB_SHARED_BYTES in kernels/wgmma.cu: k, v and ds^T
- * [128][64], q and dout [2][64][64] bf16, lse and delta [2][2][64] f32, 1024 bytes to align the tiles);
+/** Dynamic shared memory of flash_attention_bwd_wg_d64 (WB_SHARED_BYTES in kernels/wgmma.cu: k, v and
+ * ds^T [2 steps] [128][64], q and dout [2][64][64] bf16, lse and delta [2][2][64] f32, 1024 bytes to
+ * align the tiles);
  * the wgmma backward runs for head dim 64 on sm_90 (same grid and threads as the mma.sync one). */
-const WGMMA_BWD_SHARED_BYTES = 3 * 16384 + 4 * 8192 + 4 * 64 * 4 + 1024;
+const WGMMA_BWD_SHARED_BYTES = 4 * 16384 + 4 * 8192 + 4 * 64 * 4 + 1024;
 /** bf16 elements of padding per shared-memory row (FA_PAD). */
 const PAD = 8;
 /** Threads per block of the delta and dq kernels; dq blocks per multiprocessor. */

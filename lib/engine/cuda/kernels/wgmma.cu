@@ -1,6 +1,7 @@
-// Hopper warpgroup matrix multiply (wgmma, sm_90a) building blocks and a probe kernel that checks them
-// (branch wip/wgmma; not used by the engine yet): 128-byte swizzled shared-memory tiles, matrix
-// descriptors, and m64n64k16 bf16 -> f32 with either operand K-major or MN-major (transposed).
+// Hopper warpgroup matrix multiply (wgmma, sm_90a) building blocks, probe kernels that check them
+// (tests/cuda_wgmma_probe_test.ts) and the head-dim-64 flash-attention backward built on them: 128-byte
+// swizzled shared-memory tiles, matrix descriptors, and m64n64k16 bf16 -> f32 with either operand
+// K-major or MN-major (transposed).
 // Accumulator layout (per warp w of the 4-warp group: rows 16w..16w+15): d[4j + {0,1}] at row g, cols
 // 8j + 2c + {0,1}; d[4j + {2,3}] at row g + 8 (lane = 4g + c), as mma.sync m16n8 per 8 columns.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -26,18 +27,35 @@ template <int N>
 __device__ __forceinline__ void wg_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
+/** Keeps the compiler from moving reads or writes of these accumulator registers across a wgmma wait. */
+template <int N>
+__device__ __forceinline__ void wg_fence_operands(float* r) {
+#pragma unroll
+  for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
+}
 /** Makes this thread's generic-proxy shared-memory writes visible to wgmma (the async proxy). */
 __device__ __forceinline__ void wg_fence_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
-/** d[64x64] += a[64x16] * b[16x64] from descriptors; TA / TB: the operand is MN-major (transposed). */
-template <int TA, int TB>
+/** d[64x64] += a[64x16] * b[16x64] from descriptors (ZERO: d = a * b, the old d neither read nor kept
+ * live, so no instruction has to write zeros into registers a wgmma pipeline owns: ptxas serializes the
+ * wgmmas when one does); TA / TB: the operand is MN-major (transposed). */
+template <int TA, int TB, int ZERO = 0>
 __device__ __forceinline__ void wg_mma_m64n64k16(float* d, u64 da, u64 db) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, %34, %35;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "l"(da), "l"(db), "n"(TA), "n"(TB));
+  if constexpr (ZERO) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, %34, %35;\n}\n"
+        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]), "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]), "=f"(d[19]), "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23]), "=f"(d[24]), "=f"(d[25]), "=f"(d[26]), "=f"(d[27]), "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31])
+        : "l"(da), "l"(db), "n"(TA), "n"(TB));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, %34, %35;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(da), "l"(db), "n"(TA), "n"(TB));
+  }
 }
 
 /** Probe: d[64][64] f32 = a . b^T over K = 64 for row-major a [64 m][64 k] and b [64 n][64 k] in global
@@ -98,15 +116,25 @@ __device__ __forceinline__ void wg_mma_m64n64k16_rega(float* d, const u32* a, u6
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(TB));
 }
 
-/** d[64x32] += a[64x16] * b[16x32], both from descriptors; TA / TB: MN-major. */
-template <int TA, int TB>
+/** d[64x32] += a[64x16] * b[16x32], both from descriptors (ZERO: d = a * b, as wg_mma_m64n64k16);
+ * TA / TB: MN-major. */
+template <int TA, int TB, int ZERO = 0>
 __device__ __forceinline__ void wg_mma_m64n32k16(float* d, u64 da, u64 db) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, %18, %19;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-      : "l"(da), "l"(db), "n"(TA), "n"(TB));
+  if constexpr (ZERO) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, %18, %19;\n}\n"
+        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]), "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15])
+        : "l"(da), "l"(db), "n"(TA), "n"(TB));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, %18, %19;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+        : "l"(da), "l"(db), "n"(TA), "n"(TB));
+  }
 }
 
 /** Probe of the two mechanisms the attention backward needs beyond wg_probe, for a [64 m][64 k] and
@@ -172,11 +200,14 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_probe_n32(float* d, cons
 //      dk += ds^T q with A from registers and B (dout, q) MN-major; ds^T also to shared memory;
 //   3. dq = ds k [64 queries x 32 dims per warpgroup]: A = ds^T stored [keys][queries] (MN-major), B = k
 //      stored [keys][dims] (MN-major, starting at dim 32w), added to dq_acc with 16-byte reductions.
-/** Descriptor byte offsets (leading, stride) of K-major and MN-major tiles. PTX ISA: K-major swizzled,
- * LBO unused, SBO = 8-row groups (1024 bytes); MN-major swizzled, one of them is the step between
- * 8-row groups along K and the other between 64-element atoms along MN (unused: every MN extent here
- * fits one atom), so 1024 / 1024 holds under either reading. tests/cuda_wgmma_probe_test.ts prints
- * which readings the hardware takes. */
+// Pipelined: step it queues dq of step it - 1 (ds^T double-buffered in shared memory) behind its own
+// s^T / dp^T products, so the tensor cores compute it during step it's exponentials, and reduces it into
+// dq_acc while dv / dk of step it run. First k-steps use ZERO accumulation (no register zeroing: ptxas
+// serializes a wgmma pipeline when other instructions write its accumulators; tools/kernel-check.sh
+// prints that note).
+/** Descriptor byte offsets (leading, stride) of K-major and MN-major tiles: with 128-byte swizzled
+ * tiles whose MN extent fits one atom, SBO (1024: the step between 8-row groups) is what the hardware
+ * reads; LBO 16, 1024 and 0 all matched in tests/cuda_wgmma_probe_test.ts on the H200. */
 #define WB_LBO_K 16
 #define WB_SBO_K 1024
 #define WB_LBO_MN 1024
@@ -189,8 +220,8 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_probe_n32(float* d, cons
 #define WB_SV (WB_SK + WB_TILE_K)
 #define WB_SQ (WB_SV + WB_TILE_K)          /* [2 stages] */
 #define WB_SDO (WB_SQ + 2 * WB_TILE_Q)     /* [2 stages] */
-#define WB_SDS (WB_SDO + 2 * WB_TILE_Q)    /* ds^T [128 keys][64 queries] */
-#define WB_STATS (WB_SDS + WB_TILE_K)      /* lse * log2(e), delta: [2 stages][2][64] f32 */
+#define WB_SDS (WB_SDO + 2 * WB_TILE_Q)    /* ds^T [2 steps][128 keys][64 queries] */
+#define WB_STATS (WB_SDS + 2 * WB_TILE_K)      /* lse * log2(e), delta: [2 stages][2][64] f32 */
 /** Dynamic shared memory of flash_attention_bwd_wg_d64, with 1024 bytes to align the tiles. */
 #define WB_SHARED_BYTES (WB_STATS + 2 * 2 * WB_ROWS * 4 + 1024)
 
@@ -220,11 +251,13 @@ extern "C" __global__ void __launch_bounds__(256, 1) flash_attention_bwd_wg_d64(
   const int wg = threadIdx.x >> 7, wi = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
   const i64 qstride = (i64)H * D, kstride = (i64)HK * D, vstride = (i64)HV * D;
   const int qfirst = k0 / WB_ROWS, qblocks = (T + WB_ROWS - 1) / WB_ROWS - qfirst, steps = group * qblocks;
+  auto step_head = [&](int it) { return hk * group + it / qblocks; };
+  auto step_q0 = [&](int it) { return (qfirst + it % qblocks) * WB_ROWS; };
 
   wb_load_tile<WB_KEYS>(base + WB_SK, k + ((i64)b * T * HK + hk) * D, kstride, k0, T);
   wb_load_tile<WB_KEYS>(base + WB_SV, v + ((i64)b * T * HV + hv) * D, vstride, k0, T);
   auto load_step = [&](int it, int stage) {
-    const int h = hk * group + it / qblocks, q0 = (qfirst + it % qblocks) * WB_ROWS;
+    const int h = step_head(it), q0 = step_q0(it);
     const i64 head = (i64)b * T * H + h;
     wb_load_tile<WB_ROWS>(base + WB_SQ + stage * WB_TILE_Q, q + head * D, qstride, q0, T);
     wb_load_tile<WB_ROWS>(base + WB_SDO + stage * WB_TILE_Q, dout + head * D, qstride, q0, T);
@@ -235,10 +268,34 @@ extern "C" __global__ void __launch_bounds__(256, 1) flash_attention_bwd_wg_d64(
       stats[stage * 2 * WB_ROWS + WB_ROWS + r] = inside ? delta[at] : 0.f;
     }
   };
+  // dq[64 queries, dims 32wg..32wg+31] of step `it` = ds k over the 128 keys (ds^T in buffer it & 1).
+  auto issue_dq = [&](float* acc, int it) {
+    const u32 sds = base + WB_SDS + (it & 1) * WB_TILE_K, sk = base + WB_SK + 64u * wg;
+    wg_mma_m64n32k16<1, 1, 1>(acc, wg_desc(sds, WB_LBO_MN, WB_SBO_MN), wg_desc(sk, WB_LBO_MN, WB_SBO_MN));
+#pragma unroll
+    for (int kc = 1; kc < WB_KEYS / 16; kc++) {
+      wg_mma_m64n32k16<1, 1>(acc, wg_desc(sds + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
+                             wg_desc(sk + 2048u * kc, WB_LBO_MN, WB_SBO_MN));
+    }
+  };
+  auto reduce_dq = [&](const float* acc, int it) {
+    const bool even = (c & 1) == 0;
+    const int qrow = step_q0(it) + 16 * wi + g + (even ? 0 : 8);
+    float* dst = dq_acc + ((i64)b * T * H + (i64)qrow * H + step_head(it)) * D + 32 * wg + 2 * (c & ~1);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const float s0 = __shfl_xor_sync(0xffffffffu, even ? acc[4 * j + 2] : acc[4 * j], 1);
+      const float s1 = __shfl_xor_sync(0xffffffffu, even ? acc[4 * j + 3] : acc[4 * j + 1], 1);
+      if (qrow < T) {
+        if (even) fa_red4(dst + 8 * j, acc[4 * j], acc[4 * j + 1], s0, s1);
+        else fa_red4(dst + 8 * j, s0, s1, acc[4 * j + 2], acc[4 * j + 3]);
+      }
+    }
+  };
   load_step(0, 0);
   fa_cp_commit();
 
-  float dka[32], dva[32];
+  float dka[32], dva[32], acc[16];
 #pragma unroll
   for (int i = 0; i < 32; i++) dka[i] = dva[i] = 0.f;
   const int krow = 64 * wg + 16 * wi + g; // this thread's key rows in the block: krow, krow + 8
@@ -247,31 +304,36 @@ extern "C" __global__ void __launch_bounds__(256, 1) flash_attention_bwd_wg_d64(
     const int stage = it & 1;
     fa_cp_wait<0>();
     wg_fence_shared();
-    __syncthreads(); // step it's tiles (and every thread's ds^T of step it - 1 read) are done
+    __syncthreads(); // step it's tiles and both warpgroups' ds^T of step it - 1 are in shared memory
     if (it + 1 < steps) load_step(it + 1, stage ^ 1);
     fa_cp_commit();
-    const int h = hk * group + it / qblocks, q0 = (qfirst + it % qblocks) * WB_ROWS;
+    const int q0 = step_q0(it);
     const u32 sq = base + WB_SQ + stage * WB_TILE_Q, sdo = base + WB_SDO + stage * WB_TILE_Q;
     const float* lrow = stats + stage * 2 * WB_ROWS;
     const float* drow = lrow + WB_ROWS;
 
-    // 1. s^T and dp^T for this warpgroup's 64 keys x the 64 queries.
+    // 1. s^T and dp^T for this warpgroup's 64 keys x the 64 queries; dq of step it - 1 queued behind
+    //    them, so the tensor cores work on it during this step's exponentials.
     float st[32], dpt[32];
-#pragma unroll
-    for (int i = 0; i < 32; i++) st[i] = dpt[i] = 0.f;
+    const u32 sk = base + WB_SK + 8192u * wg, sv = base + WB_SV + 8192u * wg;
     wg_fence();
+    wg_mma_m64n64k16<0, 0, 1>(st, wg_desc(sk, WB_LBO_K, WB_SBO_K), wg_desc(sq, WB_LBO_K, WB_SBO_K));
+    wg_mma_m64n64k16<0, 0, 1>(dpt, wg_desc(sv, WB_LBO_K, WB_SBO_K), wg_desc(sdo, WB_LBO_K, WB_SBO_K));
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-      wg_mma_m64n64k16<0, 0>(st, wg_desc(base + WB_SK + 8192u * wg + 32u * kk, WB_LBO_K, WB_SBO_K),
-                             wg_desc(sq + 32u * kk, WB_LBO_K, WB_SBO_K));
-      wg_mma_m64n64k16<0, 0>(dpt, wg_desc(base + WB_SV + 8192u * wg + 32u * kk, WB_LBO_K, WB_SBO_K),
-                             wg_desc(sdo + 32u * kk, WB_LBO_K, WB_SBO_K));
+    for (int kk = 1; kk < D / 16; kk++) {
+      wg_mma_m64n64k16<0, 0>(st, wg_desc(sk + 32u * kk, WB_LBO_K, WB_SBO_K), wg_desc(sq + 32u * kk, WB_LBO_K, WB_SBO_K));
+      wg_mma_m64n64k16<0, 0>(dpt, wg_desc(sv + 32u * kk, WB_LBO_K, WB_SBO_K), wg_desc(sdo + 32u * kk, WB_LBO_K, WB_SBO_K));
     }
     wg_commit();
-    wg_wait<0>();
+    if (it > 0) issue_dq(acc, it - 1);
+    wg_commit();
+    wg_wait<1>();
+    wg_fence_operands<32>(st);
+    wg_fence_operands<32>(dpt);
 
     // 2. p^T = exp(s - lse) (0 above the diagonal), ds^T = p^T (dp^T - delta); both as A fragments.
     const bool diagonal = q0 < k0 + WB_KEYS;
+    const u32 sds = base + WB_SDS + stage * WB_TILE_K;
     u32 pa[16], da[16]; // bf16 pairs: [n-tile j][half]: keys krow (+8), queries 8j + 2c (+1)
 #pragma unroll
     for (int j = 0; j < 8; j++) {
@@ -288,11 +350,11 @@ extern "C" __global__ void __launch_bounds__(256, 1) flash_attention_bwd_wg_d64(
         const float d1 = p1 * (dpt[4 * j + 2 * half + 1] - drow[col + 1]);
         pa[2 * j + half] = fa_pack(p0, p1);
         da[2 * j + half] = fa_pack(d0, d1);
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(base + WB_SDS + wg_swizzle128(krow + 8 * half, col)),
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sds + wg_swizzle128(krow + 8 * half, col)),
                      "r"(da[2 * j + half]));
       }
     }
-    // dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries 16kq..): tiles 2kq, 2kq + 1.
+    // 3. dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries 16kq..): tiles 2kq, 2kq + 1.
     wg_fence();
 #pragma unroll
     for (int kq = 0; kq < WB_ROWS / 16; kq++) {
@@ -302,35 +364,27 @@ extern "C" __global__ void __launch_bounds__(256, 1) flash_attention_bwd_wg_d64(
       wg_mma_m64n64k16_rega<1>(dka, fd, wg_desc(sq + 2048u * kq, WB_LBO_MN, WB_SBO_MN));
     }
     wg_commit();
-    wg_wait<0>();
-    wg_fence_shared();
-    __syncthreads(); // ds^T of both warpgroups is in shared memory
-
-    // 3. dq[64 queries, dims 32wg..32wg+31] = ds k over the 128 keys, into dq_acc.
-    float acc[16];
-#pragma unroll
-    for (int i = 0; i < 16; i++) acc[i] = 0.f;
-    wg_fence();
-#pragma unroll
-    for (int kc = 0; kc < WB_KEYS / 16; kc++) {
-      wg_mma_m64n32k16<1, 1>(acc, wg_desc(base + WB_SDS + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
-                             wg_desc(base + WB_SK + 2048u * kc + 64u * wg, WB_LBO_MN, WB_SBO_MN));
+    // 4. dq of step it - 1 into dq_acc while dv / dk run.
+    if (it > 0) {
+      wg_wait<1>();
+      wg_fence_operands<16>(acc);
+      reduce_dq(acc, it - 1);
     }
-    wg_commit();
+    // dv / dk done: they are the last readers of this stage's tiles, into which step it + 1 loads step
+    // it + 2 (waiting here rather than at the next step's top keeps ptxas from serializing the wgmmas).
     wg_wait<0>();
-    const bool even = (c & 1) == 0;
-    const int qrow = q0 + 16 * wi + g + (even ? 0 : 8);
-    float* dst = dq_acc + ((i64)b * T * H + (i64)qrow * H + h) * D + 32 * wg + 2 * (c & ~1);
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-      const float s0 = __shfl_xor_sync(0xffffffffu, even ? acc[4 * j + 2] : acc[4 * j], 1);
-      const float s1 = __shfl_xor_sync(0xffffffffu, even ? acc[4 * j + 3] : acc[4 * j + 1], 1);
-      if (qrow < T) {
-        if (even) fa_red4(dst + 8 * j, acc[4 * j], acc[4 * j + 1], s0, s1);
-        else fa_red4(dst + 8 * j, s0, s1, acc[4 * j + 2], acc[4 * j + 3]);
-      }
-    }
   }
+  // dq of the last step.
+  wg_fence_shared();
+  __syncthreads();
+  wg_fence();
+  issue_dq(acc, steps - 1);
+  wg_commit();
+  wg_wait<0>();
+  wg_fence_operands<16>(acc);
+  wg_fence_operands<32>(dka);
+  wg_fence_operands<32>(dva);
+  reduce_dq(acc, steps - 1);
 
 #pragma unroll
   for (int half = 0; half < 2; half++) {
