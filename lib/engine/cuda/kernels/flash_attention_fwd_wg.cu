@@ -235,6 +235,162 @@ __device__ __forceinline__ void flash_fwd_wg(bf16* out, float* lse, const bf16* 
   }
 }
 
+// ---- warp-specialized variant: one producer warp loads, mbarriers instead of __syncthreads ---------
+// Threads 0..255: two consumer warpgroups as above (OVERLAP); threads 256..287: the producer warp, which
+// copies Q and K/V tiles with cp.async (64 16-byte chunks per lane per tile) and signals full[stage]
+// through cp.async.mbarrier.arrive.noinc (count 32: one per lane, when its copies have landed). Each
+// consumer thread waits full[stage] for every tile (so its arrivals on empty[] keep to the phases) and
+// arrives on empty[stage of tile j - 1] (count 256) once O += P_{j-1} V_{j-1} is done; the producer waits
+// empty before refilling a stage. PINGPONG: the warpgroups take turns issuing their products (named
+// barriers 1 and 2, FlashAttention-3's warp scheduler barriers), so one's softmax overlaps the other's
+// tensor-core work. The warpgroups iterate over all tiles of the block (inactive ones only keep the
+// barrier counts).
+#define FW_WS_THREADS (256 + 32)
+
+__device__ __forceinline__ void fw_mbar_init(u32 bar, u32 count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void fw_mbar_arrive(u32 bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+/** Arrives on `bar` when all of this thread's earlier cp.async copies have completed. */
+__device__ __forceinline__ void fw_mbar_arrive_cp(u32 bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+/** Waits until the phase of `bar` with this parity has completed. */
+__device__ __forceinline__ void fw_mbar_wait(u32 bar, u32 parity) {
+  u32 done;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+__device__ __forceinline__ void fw_bar_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
+__device__ __forceinline__ void fw_bar_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
+
+/** Copies rows row0.. of a [ROWS][64] tile as fw_load_tile, by the 32 lanes of one warp. */
+template <int ROWS>
+__device__ __forceinline__ void fw_warp_load_tile(u32 dst, const bf16* base, i64 stride, int row0, int rows,
+                                                  int lane) {
+#pragma unroll 8
+  for (int j = 0; j < ROWS * 8 / 32; j++) {
+    const int i = lane + 32 * j, r = i >> 3, c = (i & 7) * 8;
+    const bool inside = row0 + r < rows;
+    fa_cp16(dst + wg_swizzle128(r, c), base + (inside ? (i64)(row0 + r) * stride + c : 0), inside ? 16 : 0);
+  }
+}
+
+template <int STAGES, bool PINGPONG>
+__device__ __forceinline__ void flash_fwd_ws(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                                             int T, int H, int HK, int HV, float scale_log2) {
+  constexpr int D = 64, WGS = 2, ROWS = 64 * WGS;
+  const u32 base = (fa_smem(fw_shared) + 1023u) & ~1023u;
+  const u32 sq = base, skv = base + WGS * FW_TILE_Q; // stage s: K at skv + 2 s FW_TILE_K, V after it
+  const u32 full = skv + STAGES * 2 * FW_TILE_K, empty = full + 8 * STAGES; // mbarriers, 8 bytes each
+  const int h = blockIdx.x, b = blockIdx.y;
+  const int q0 = (gridDim.z - 1 - blockIdx.z) * ROWS;
+  const int wg = __shfl_sync(0xffffffffu, threadIdx.x >> 7, 0); // warp-uniform to the compiler
+  const int wi = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  const int tiles = (imin(T, q0 + ROWS) - 1) / FW_KEYS + 1;
+  if (threadIdx.x == 0) {
+    for (int st = 0; st < STAGES; st++) fw_mbar_init(full + 8 * st, 32), fw_mbar_init(empty + 8 * st, 256);
+  }
+  __syncthreads();
+
+  if (wg == WGS) { // the producer warp
+    const int hk = h / (H / HK), hv = h / (H / HV);
+    const bf16* kb = k + ((i64)b * T * HK + hk) * D;
+    const bf16* vb = v + ((i64)b * T * HV + hv) * D;
+    fw_warp_load_tile<ROWS>(sq, q + ((i64)b * T * H + h) * D, (i64)H * D, q0, T, lane);
+    for (int t = 0; t < tiles; t++) {
+      const int st = t % STAGES;
+      if (t >= STAGES) fw_mbar_wait(empty + 8 * st, (t / STAGES - 1) & 1);
+      const u32 dst = skv + st * 2 * FW_TILE_K;
+      fw_warp_load_tile<FW_KEYS>(dst, kb, (i64)HK * D, t * FW_KEYS, T, lane);
+      fw_warp_load_tile<FW_KEYS>(dst + FW_TILE_K, vb, (i64)HV * D, t * FW_KEYS, T, lane);
+      fw_mbar_arrive_cp(full + 8 * st);
+    }
+    fa_cp_wait<0>();
+    return;
+  }
+
+  const int wfirst = q0 + 64 * wg, wlast = imin(T - 1, wfirst + 63);
+  const int wtiles = wfirst < T ? wlast / FW_KEYS + 1 : 0;
+  const int row0 = wfirst + 16 * wi + g; // this thread's rows: row0, row0 + 8
+  const u32 sqw = sq + wg * FW_TILE_Q;
+  float s[64], o[32], m[2] = {-F32_INFINITY, -F32_INFINITY}, l[2] = {0.f, 0.f}, alpha[2];
+  u32 p[32];
+#pragma unroll
+  for (int i = 0; i < 32; i++) o[i] = 0.f;
+  if (PINGPONG && wg == 1) fw_bar_arrive(1); // warpgroup 0 issues first
+
+  for (int j = 0; j < tiles; j++) {
+    const int st = j % STAGES;
+    const u32 sk = skv + st * 2 * FW_TILE_K;
+    const u32 svprev = skv + ((j + STAGES - 1) % STAGES) * 2 * FW_TILE_K + FW_TILE_K;
+    fw_mbar_wait(full + 8 * st, (j / STAGES) & 1);
+    wg_fence_shared();
+    if (PINGPONG) fw_bar_sync(1 + wg);
+    const bool pass = PINGPONG && !(wg == 1 && j == tiles - 1); // then the other warpgroup's turn
+    if (j < wtiles) {
+      fw_issue_s(s, sqw, sk);
+      if (j > 0) {
+        fw_issue_pv(o, p, svprev); // O += P_{j-1} V_{j-1} while the softmax of S_j runs
+        if (pass) fw_bar_arrive(2 - wg);
+        wg_wait<1>();
+      } else {
+        if (pass) fw_bar_arrive(2 - wg);
+        wg_wait<0>();
+      }
+      fw_pin<64>(s);
+      fw_softmax(s, m, l, alpha, j * FW_KEYS + FW_KEYS - 1 > wfirst, j * FW_KEYS, row0, scale_log2);
+      wg_wait<0>();
+      fw_pin<32>(o);
+      fw_pin<32>(p);
+      fw_rescale_pack(o, p, s, alpha);
+    } else if (j == wtiles && j > 0) {
+      fw_issue_pv(o, p, svprev);
+      if (pass) fw_bar_arrive(2 - wg);
+      wg_wait<0>();
+      fw_pin<32>(o);
+    } else if (pass) {
+      fw_bar_arrive(2 - wg);
+    }
+    if (j > 0) fw_mbar_arrive(empty + 8 * ((j + STAGES - 1) % STAGES)); // done with tile j - 1
+  }
+  if (wtiles == tiles) { // the last tile's O += P V
+    fw_issue_pv(o, p, skv + ((tiles - 1) % STAGES) * 2 * FW_TILE_K + FW_TILE_K);
+    wg_wait<0>();
+    fw_pin<32>(o);
+  }
+
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    float sum = l[half];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const int row = row0 + 8 * half;
+    if (row >= T) continue;
+    const float inv = 1.f / sum;
+    u32* dst = reinterpret_cast<u32*>(out + ((i64)b * T * H + (i64)row * H + h) * D + 2 * c);
+#pragma unroll
+    for (int d = 0; d < 8; d++) dst[4 * d] = fa_pack(o[4 * d + 2 * half] * inv, o[4 * d + 2 * half + 1] * inv);
+    if (c == 0) lse[((i64)b * H + h) * T + row] = (m[half] + log2f(sum)) * FA_LN2;
+  }
+}
+
+#define FLASH_FWD_WS(STAGES, PINGPONG, NAME)                                                                 \
+  extern "C" __global__ void __launch_bounds__(FW_WS_THREADS, 1)                                           \
+      NAME(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int T, int H, int HK, int HV, \
+           float scale_log2) {                                                                             \
+    flash_fwd_ws<STAGES, PINGPONG>(out, lse, q, k, v, T, H, HK, HV, scale_log2);                           \
+  }
+FLASH_FWD_WS(3, false, flash_attention_fwd_wg_d64_ws)
+FLASH_FWD_WS(3, true, flash_attention_fwd_wg_d64_wspp)
+
 #define FLASH_FWD_WG(WGS, STAGES, OVERLAP, NAME)                                                                     \
   extern "C" __global__ void __launch_bounds__(128 * WGS, 1)                                               \
       NAME(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int T, int H, int HK, int HV, \
