@@ -1,14 +1,14 @@
 // Flash-attention forward on Hopper wgmma (sm_90a) for head dim 64: same contract as
 // flash_attention_fwd_d64 (flash_attention_fwd.cu: arguments, layouts, causal, grouped heads, out and lse).
-// One block = FW_WGS warpgroups x 64 query rows of one head; key/value tiles of FW_KEYS rows stream
+// One block = WGS warpgroups x 64 query rows of one head; key/value tiles of FW_KEYS rows stream
 // through STAGES shared-memory stages, STAGES - 2 tiles ahead (cp.async by every thread, 128-byte
 // swizzled [rows][64] tiles).
 // Per warpgroup and key tile j: S = Q K_j^T (m64n128k16, Q and K K-major from shared memory), online
 // softmax in registers (log2 domain, as flash_fwd), P -> A fragments in registers, O += P V_j
 // (m64n64k16, V [keys][dims] MN-major). OVERLAP: S_{j+1} is issued before O += P_j V_j and its softmax
 // runs while that product is in flight (FlashAttention-3's intra-warpgroup pipelining).
-// Grid: (H, B, ceil(T / (64 FW_WGS))), the longest (last) query blocks first.
-// Shapes: Q tile [64 FW_WGS][64], K and V tiles [FW_KEYS][64] bf16; per thread S 64 f32, O 32 f32, P 32 u32.
+// Grid: (H, B, ceil(T / (64 WGS))), the longest (last) query blocks first.
+// Shapes: Q tile [64 WGS][64], K and V tiles [FW_KEYS][64] bf16; per thread S 64 f32, O 32 f32, P 32 u32.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 #define FW_KEYS 128
@@ -18,8 +18,10 @@
  * (K, V), 1024 bytes to align the tiles. */
 #define FW_SHARED_BYTES(wgs, stages) ((wgs) * FW_TILE_Q + (stages) * 2 * FW_TILE_K + 1024)
 /** flash_attention_fwd_wg_d64: 2 warpgroups (128 query rows, 256 threads), 3 stages: 115712 bytes.
- * Variants for the timing script: _s4 (4 stages, 148480 bytes), _r192 (3 warpgroups = 192 rows, 384
- * threads, 3 stages: 123904 bytes), _serial (as the default without OVERLAP). */
+ * Variants for the timing script (explore/fwd_wg.ts): _s4 (4 stages, 148480 bytes), _r192 (3
+ * warpgroups = 192 rows, 384 threads, 3 stages: 123904 bytes), _serial (as the default without
+ * OVERLAP), _ws / _wspp (warp-specialized, below: 128 rows, 288 threads, 3 stages + mbarriers: 115760
+ * bytes), _ws_r192 (192 rows in 3 warpgroups + a producer warpgroup, 512 threads: 123952 bytes). */
 #define FW_WG_D64_THREADS 256
 #define FW_WG_D64_SHARED FW_SHARED_BYTES(2, 3)
 
@@ -235,17 +237,22 @@ __device__ __forceinline__ void flash_fwd_wg(bf16* out, float* lse, const bf16* 
   }
 }
 
-// ---- warp-specialized variant: one producer warp loads, mbarriers instead of __syncthreads ---------
-// Threads 0..255: two consumer warpgroups as above (OVERLAP); threads 256..287: the producer warp, which
-// copies Q and K/V tiles with cp.async (64 16-byte chunks per lane per tile) and signals full[stage]
-// through cp.async.mbarrier.arrive.noinc (count 32: one per lane, when its copies have landed). Each
+// ---- warp-specialized variants: producer threads load, mbarriers instead of __syncthreads ----------
+// Threads 0..128 WGS - 1: consumer warpgroups as above (OVERLAP); then PRODUCERS threads (one warp, or a
+// whole warpgroup that gives its registers to the consumers with setmaxnreg), which copy Q and K/V
+// tiles with cp.async and signal full[stage] through cp.async.mbarrier.arrive.noinc (count PRODUCERS:
+// one per thread, when its copies have landed). Each
 // consumer thread waits full[stage] for every tile (so its arrivals on empty[] keep to the phases) and
-// arrives on empty[stage of tile j - 1] (count 256) once O += P_{j-1} V_{j-1} is done; the producer waits
+// arrives on empty[stage of tile j - 1] (count 128 WGS) once O += P_{j-1} V_{j-1} is done; the producer waits
 // empty before refilling a stage. PINGPONG: the warpgroups take turns issuing their products (named
 // barriers 1 and 2, FlashAttention-3's warp scheduler barriers), so one's softmax overlaps the other's
 // tensor-core work. The warpgroups iterate over all tiles of the block (inactive ones only keep the
 // barrier counts).
-#define FW_WS_THREADS (256 + 32)
+
+/** Registers per thread of the producer and consumer warpgroups after setmaxnreg (4 warpgroups of a
+ * 512-thread block start at 128; 3 x 160 + 32 = 512). */
+#define FW_PRODUCER_REGS 32
+#define FW_CONSUMER_REGS 160
 
 __device__ __forceinline__ void fw_mbar_init(u32 bar, u32 count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
@@ -271,22 +278,24 @@ __device__ __forceinline__ void fw_mbar_wait(u32 bar, u32 parity) {
 __device__ __forceinline__ void fw_bar_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
 __device__ __forceinline__ void fw_bar_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
 
-/** Copies rows row0.. of a [ROWS][64] tile as fw_load_tile, by the 32 lanes of one warp. */
-template <int ROWS>
-__device__ __forceinline__ void fw_warp_load_tile(u32 dst, const bf16* base, i64 stride, int row0, int rows,
+/** Copies rows row0.. of a [ROWS][64] tile as fw_load_tile, by LANES threads (this one: `lane`). */
+template <int ROWS, int LANES>
+__device__ __forceinline__ void fw_part_load_tile(u32 dst, const bf16* base, i64 stride, int row0, int rows,
                                                   int lane) {
-#pragma unroll 8
-  for (int j = 0; j < ROWS * 8 / 32; j++) {
-    const int i = lane + 32 * j, r = i >> 3, c = (i & 7) * 8;
+#pragma unroll 4
+  for (int j = 0; j < ROWS * 8 / LANES; j++) {
+    const int i = lane + LANES * j, r = i >> 3, c = (i & 7) * 8;
     const bool inside = row0 + r < rows;
     fa_cp16(dst + wg_swizzle128(r, c), base + (inside ? (i64)(row0 + r) * stride + c : 0), inside ? 16 : 0);
   }
 }
 
-template <int STAGES, bool PINGPONG>
+template <int WGS, int PRODUCERS, int STAGES, bool PINGPONG>
 __device__ __forceinline__ void flash_fwd_ws(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
                                              int T, int H, int HK, int HV, float scale_log2) {
-  constexpr int D = 64, WGS = 2, ROWS = 64 * WGS;
+  constexpr int D = 64, ROWS = 64 * WGS;
+  static_assert(!PINGPONG || WGS == 2, "turns between two warpgroups");
+  static_assert(PRODUCERS == 32 || (PRODUCERS == 128 && WGS == 3), "a warp, or a warpgroup beside three");
   const u32 base = (fa_smem(fw_shared) + 1023u) & ~1023u;
   const u32 sq = base, skv = base + WGS * FW_TILE_Q; // stage s: K at skv + 2 s FW_TILE_K, V after it
   const u32 full = skv + STAGES * 2 * FW_TILE_K, empty = full + 8 * STAGES; // mbarriers, 8 bytes each
@@ -296,26 +305,29 @@ __device__ __forceinline__ void flash_fwd_ws(bf16* out, float* lse, const bf16* 
   const int wi = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
   const int tiles = (imin(T, q0 + ROWS) - 1) / FW_KEYS + 1;
   if (threadIdx.x == 0) {
-    for (int st = 0; st < STAGES; st++) fw_mbar_init(full + 8 * st, 32), fw_mbar_init(empty + 8 * st, 256);
+    for (int st = 0; st < STAGES; st++) fw_mbar_init(full + 8 * st, PRODUCERS), fw_mbar_init(empty + 8 * st, 128 * WGS);
   }
   __syncthreads();
 
-  if (wg == WGS) { // the producer warp
+  if (wg == WGS) { // the producers
+    if (PRODUCERS == 128) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(FW_PRODUCER_REGS));
+    const int pi = threadIdx.x - 128 * WGS;
     const int hk = h / (H / HK), hv = h / (H / HV);
     const bf16* kb = k + ((i64)b * T * HK + hk) * D;
     const bf16* vb = v + ((i64)b * T * HV + hv) * D;
-    fw_warp_load_tile<ROWS>(sq, q + ((i64)b * T * H + h) * D, (i64)H * D, q0, T, lane);
+    fw_part_load_tile<ROWS, PRODUCERS>(sq, q + ((i64)b * T * H + h) * D, (i64)H * D, q0, T, pi);
     for (int t = 0; t < tiles; t++) {
       const int st = t % STAGES;
       if (t >= STAGES) fw_mbar_wait(empty + 8 * st, (t / STAGES - 1) & 1);
       const u32 dst = skv + st * 2 * FW_TILE_K;
-      fw_warp_load_tile<FW_KEYS>(dst, kb, (i64)HK * D, t * FW_KEYS, T, lane);
-      fw_warp_load_tile<FW_KEYS>(dst + FW_TILE_K, vb, (i64)HV * D, t * FW_KEYS, T, lane);
+      fw_part_load_tile<FW_KEYS, PRODUCERS>(dst, kb, (i64)HK * D, t * FW_KEYS, T, pi);
+      fw_part_load_tile<FW_KEYS, PRODUCERS>(dst + FW_TILE_K, vb, (i64)HV * D, t * FW_KEYS, T, pi);
       fw_mbar_arrive_cp(full + 8 * st);
     }
     fa_cp_wait<0>();
     return;
   }
+  if (PRODUCERS == 128) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(FW_CONSUMER_REGS));
 
   const int wfirst = q0 + 64 * wg, wlast = imin(T - 1, wfirst + 63);
   const int wtiles = wfirst < T ? wlast / FW_KEYS + 1 : 0;
@@ -382,14 +394,15 @@ __device__ __forceinline__ void flash_fwd_ws(bf16* out, float* lse, const bf16* 
   }
 }
 
-#define FLASH_FWD_WS(STAGES, PINGPONG, NAME)                                                                 \
-  extern "C" __global__ void __launch_bounds__(FW_WS_THREADS, 1)                                           \
+#define FLASH_FWD_WS(WGS, PRODUCERS, STAGES, PINGPONG, NAME)                                                 \
+  extern "C" __global__ void __launch_bounds__(128 * WGS + PRODUCERS, 1)                                   \
       NAME(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int T, int H, int HK, int HV, \
            float scale_log2) {                                                                             \
-    flash_fwd_ws<STAGES, PINGPONG>(out, lse, q, k, v, T, H, HK, HV, scale_log2);                           \
+    flash_fwd_ws<WGS, PRODUCERS, STAGES, PINGPONG>(out, lse, q, k, v, T, H, HK, HV, scale_log2);                           \
   }
-FLASH_FWD_WS(3, false, flash_attention_fwd_wg_d64_ws)
-FLASH_FWD_WS(3, true, flash_attention_fwd_wg_d64_wspp)
+FLASH_FWD_WS(2, 32, 3, false, flash_attention_fwd_wg_d64_ws)
+FLASH_FWD_WS(2, 32, 3, true, flash_attention_fwd_wg_d64_wspp)
+FLASH_FWD_WS(3, 128, 3, false, flash_attention_fwd_wg_d64_ws_r192)
 
 #define FLASH_FWD_WG(WGS, STAGES, OVERLAP, NAME)                                                                     \
   extern "C" __global__ void __launch_bounds__(128 * WGS, 1)                                               \
