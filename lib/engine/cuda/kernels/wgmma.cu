@@ -137,6 +137,13 @@ __device__ __forceinline__ void wg_mma_m64n32k16(float* d, u64 da, u64 db) {
   }
 }
 
+/** d[64xN] (+)= a[64x16] * b[16xN] for N 64 or 32 (wg_mma_m64n64k16 / wg_mma_m64n32k16). */
+template <int N, int TA, int TB, int ZERO>
+__device__ __forceinline__ void wg_mma_m64nk16(float* d, u64 da, u64 db) {
+  if constexpr (N == 64) wg_mma_m64n64k16<TA, TB, ZERO>(d, da, db);
+  else wg_mma_m64n32k16<TA, TB, ZERO>(d, da, db);
+}
+
 /** Probe of the two mechanisms the attention backward needs beyond wg_probe, for a [64 m][64 k] and
  * b [64 k][64 n] row-major in global memory (b stored MN-major: rows k, n contiguous):
  * REGA = 1: d[64][64] = a . b with a in registers (the A fragment built from global memory);
@@ -239,11 +246,15 @@ __device__ __forceinline__ void wb_load_tile(u32 dst, const bf16* base, i64 stri
 
 extern __shared__ u32x4 wb_shared[];
 
-extern "C" __global__ void __launch_bounds__(256, 1) flash_attention_bwd_wg_d64(
-    float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k, const bf16* v,
-    const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, int HV, float scale_log2,
-    float scale) {
-  constexpr int D = 64;
+/** The backward's body; HALVES = 2 issues s^T / dp^T per 32-query half, so the exponentials of the first
+ * half run while the tensor cores compute the second, and dv / dk of the first half while the
+ * exponentials of the second run. */
+template <int HALVES>
+__device__ __forceinline__ void wb_bwd(float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q,
+                                       const bf16* k, const bf16* v, const bf16* dout, const float* lse,
+                                       const float* delta, int T, int H, int HK, int HV, float scale_log2,
+                                       float scale) {
+  constexpr int D = 64, NQ = WB_ROWS / HALVES; // queries per half
   const u32 base = (fa_smem(wb_shared) + 1023u) & ~1023u;
   float* stats = reinterpret_cast<float*>(reinterpret_cast<char*>(wb_shared) + (base - fa_smem(wb_shared)) + WB_STATS);
   const int hk = blockIdx.x, b = blockIdx.y, k0 = blockIdx.z * WB_KEYS;
@@ -312,61 +323,75 @@ extern "C" __global__ void __launch_bounds__(256, 1) flash_attention_bwd_wg_d64(
     const float* lrow = stats + stage * 2 * WB_ROWS;
     const float* drow = lrow + WB_ROWS;
 
-    // 1. s^T and dp^T for this warpgroup's 64 keys x the 64 queries; dq of step it - 1 queued behind
-    //    them, so the tensor cores work on it during this step's exponentials.
-    float st[32], dpt[32];
+    // 1. s^T and dp^T for this warpgroup's 64 keys x the queries of each half; dq of step it - 1 queued
+    //    behind them, so the tensor cores work on it during this step's exponentials.
+    float st[HALVES][NQ / 2], dpt[HALVES][NQ / 2];
     const u32 sk = base + WB_SK + 8192u * wg, sv = base + WB_SV + 8192u * wg;
     wg_fence();
-    wg_mma_m64n64k16<0, 0, 1>(st, wg_desc(sk, WB_LBO_K, WB_SBO_K), wg_desc(sq, WB_LBO_K, WB_SBO_K));
-    wg_mma_m64n64k16<0, 0, 1>(dpt, wg_desc(sv, WB_LBO_K, WB_SBO_K), wg_desc(sdo, WB_LBO_K, WB_SBO_K));
 #pragma unroll
-    for (int kk = 1; kk < D / 16; kk++) {
-      wg_mma_m64n64k16<0, 0>(st, wg_desc(sk + 32u * kk, WB_LBO_K, WB_SBO_K), wg_desc(sq + 32u * kk, WB_LBO_K, WB_SBO_K));
-      wg_mma_m64n64k16<0, 0>(dpt, wg_desc(sv + 32u * kk, WB_LBO_K, WB_SBO_K), wg_desc(sdo + 32u * kk, WB_LBO_K, WB_SBO_K));
+    for (int hf = 0; hf < HALVES; hf++) {
+      const u32 hq = sq + 1024u * (NQ / 8) * hf, hdo = sdo + 1024u * (NQ / 8) * hf;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++) {
+        if (kk == 0) {
+          wg_mma_m64nk16<NQ, 0, 0, 1>(st[hf], wg_desc(sk, WB_LBO_K, WB_SBO_K), wg_desc(hq, WB_LBO_K, WB_SBO_K));
+          wg_mma_m64nk16<NQ, 0, 0, 1>(dpt[hf], wg_desc(sv, WB_LBO_K, WB_SBO_K), wg_desc(hdo, WB_LBO_K, WB_SBO_K));
+        } else {
+          wg_mma_m64nk16<NQ, 0, 0, 0>(st[hf], wg_desc(sk + 32u * kk, WB_LBO_K, WB_SBO_K),
+                                      wg_desc(hq + 32u * kk, WB_LBO_K, WB_SBO_K));
+          wg_mma_m64nk16<NQ, 0, 0, 0>(dpt[hf], wg_desc(sv + 32u * kk, WB_LBO_K, WB_SBO_K),
+                                      wg_desc(hdo + 32u * kk, WB_LBO_K, WB_SBO_K));
+        }
+      }
+      wg_commit();
     }
-    wg_commit();
     if (it > 0) issue_dq(acc, it - 1);
     wg_commit();
-    wg_wait<1>();
-    wg_fence_operands<32>(st);
-    wg_fence_operands<32>(dpt);
 
-    // 2. p^T = exp(s - lse) (0 above the diagonal), ds^T = p^T (dp^T - delta); both as A fragments.
     const bool diagonal = q0 < k0 + WB_KEYS;
     const u32 sds = base + WB_SDS + stage * WB_TILE_K;
-    u32 pa[16], da[16]; // bf16 pairs: [n-tile j][half]: keys krow (+8), queries 8j + 2c (+1)
 #pragma unroll
-    for (int j = 0; j < 8; j++) {
+    for (int hf = 0; hf < HALVES; hf++) {
+      // Groups queued after this half's products: the later halves', dq's and the earlier halves' dv / dk.
+      wg_wait<HALVES>();
+      wg_fence_operands<NQ / 2>(st[hf]);
+      wg_fence_operands<NQ / 2>(dpt[hf]);
+      // 2. p^T = exp(s - lse) (0 above the diagonal), ds^T = p^T (dp^T - delta); both as A fragments.
+      u32 pa[NQ / 4], da[NQ / 4]; // bf16 pairs: [n-tile j][half]: keys krow (+8), queries 8j + 2c (+1)
 #pragma unroll
-      for (int half = 0; half < 2; half++) {
-        const int key = k0 + krow + 8 * half, col = 8 * j + 2 * c;
-        float p0 = fa_exp2(st[4 * j + 2 * half] * scale_log2 - lrow[col]);
-        float p1 = fa_exp2(st[4 * j + 2 * half + 1] * scale_log2 - lrow[col + 1]);
-        if (diagonal) {
-          if (key > q0 + col) p0 = 0.f;
-          if (key > q0 + col + 1) p1 = 0.f;
+      for (int j = 0; j < NQ / 8; j++) {
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+          const int key = k0 + krow + 8 * half, col = NQ * hf + 8 * j + 2 * c;
+          float p0 = fa_exp2(st[hf][4 * j + 2 * half] * scale_log2 - lrow[col]);
+          float p1 = fa_exp2(st[hf][4 * j + 2 * half + 1] * scale_log2 - lrow[col + 1]);
+          if (diagonal) {
+            if (key > q0 + col) p0 = 0.f;
+            if (key > q0 + col + 1) p1 = 0.f;
+          }
+          const float d0 = p0 * (dpt[hf][4 * j + 2 * half] - drow[col]);
+          const float d1 = p1 * (dpt[hf][4 * j + 2 * half + 1] - drow[col + 1]);
+          pa[2 * j + half] = fa_pack(p0, p1);
+          da[2 * j + half] = fa_pack(d0, d1);
+          asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sds + wg_swizzle128(krow + 8 * half, col)),
+                       "r"(da[2 * j + half]));
         }
-        const float d0 = p0 * (dpt[4 * j + 2 * half] - drow[col]);
-        const float d1 = p1 * (dpt[4 * j + 2 * half + 1] - drow[col + 1]);
-        pa[2 * j + half] = fa_pack(p0, p1);
-        da[2 * j + half] = fa_pack(d0, d1);
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sds + wg_swizzle128(krow + 8 * half, col)),
-                     "r"(da[2 * j + half]));
       }
-    }
-    // 3. dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries 16kq..): tiles 2kq, 2kq + 1.
-    wg_fence();
+      // 3. dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries NQ hf + 16kq..): tiles 2kq, 2kq + 1.
+      wg_fence();
 #pragma unroll
-    for (int kq = 0; kq < WB_ROWS / 16; kq++) {
-      const u32 fp[4] = {pa[4 * kq], pa[4 * kq + 1], pa[4 * kq + 2], pa[4 * kq + 3]};
-      const u32 fd[4] = {da[4 * kq], da[4 * kq + 1], da[4 * kq + 2], da[4 * kq + 3]};
-      wg_mma_m64n64k16_rega<1>(dva, fp, wg_desc(sdo + 2048u * kq, WB_LBO_MN, WB_SBO_MN));
-      wg_mma_m64n64k16_rega<1>(dka, fd, wg_desc(sq + 2048u * kq, WB_LBO_MN, WB_SBO_MN));
+      for (int kq = 0; kq < NQ / 16; kq++) {
+        const u32 fp[4] = {pa[4 * kq], pa[4 * kq + 1], pa[4 * kq + 2], pa[4 * kq + 3]};
+        const u32 fd[4] = {da[4 * kq], da[4 * kq + 1], da[4 * kq + 2], da[4 * kq + 3]};
+        const u32 at = 2048u * (NQ / 16 * hf + kq);
+        wg_mma_m64n64k16_rega<1>(dva, fp, wg_desc(sdo + at, WB_LBO_MN, WB_SBO_MN));
+        wg_mma_m64n64k16_rega<1>(dka, fd, wg_desc(sq + at, WB_LBO_MN, WB_SBO_MN));
+      }
+      wg_commit();
     }
-    wg_commit();
     // 4. dq of step it - 1 into dq_acc while dv / dk run.
     if (it > 0) {
-      wg_wait<1>();
+      wg_wait<HALVES>();
       wg_fence_operands<16>(acc);
       reduce_dq(acc, it - 1);
     }
@@ -407,4 +432,14 @@ extern "C" __global__ void __launch_bounds__(256, 1) flash_attention_bwd_wg_d64(
     }
   }
 }
+#define WB_BWD_KERNEL(name, halves)                                                                 \
+  extern "C" __global__ void __launch_bounds__(256, 1)                                               \
+      name(float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k,           \
+           const bf16* v, const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, \
+           int HV, float scale_log2, float scale) {                                                  \
+    wb_bwd<halves>(dq_acc, dk, dv, dv_keys, q, k, v, dout, lse, delta, T, H, HK, HV, scale_log2,      \
+                   scale);                                                                           \
+  }
+WB_BWD_KERNEL(flash_attention_bwd_wg_d64, 1)
+WB_BWD_KERNEL(flash_attention_bwd_wg_d64_split, 2)
 #endif
