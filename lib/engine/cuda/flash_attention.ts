@@ -18,15 +18,33 @@ export const FLASH_HEAD_DIMS: readonly number[] = [64, 128];
 const FWD_ROWS = 128;
 const FWD_KEYS = 64;
 const FWD_THREADS = 128;
-/** Keys per backward block (FB_BN, 8 warps) and query rows per backward step (FB_BM). */
+/** Keys per backward block (FB_BN, 8 warps) and query rows per backward step (FB_BM) of the mma.sync
+ * kernels. */
 const BWD_KEYS = 128;
 const BWD_THREADS = 256;
 const BWD_ROWS = 64;
-/** Dynamic shared memory of flash_attention_bwd_wg_d64 (WB_SHARED_BYTES in kernels/wgmma.cu: k, v and
- * ds^T [2 steps] [128][64], q and dout [2][64][64] bf16, lse and delta [2][2][64] f32, 1024 bytes to
- * align the tiles);
- * the wgmma backward runs for head dim 64 on sm_90 (same grid and threads as the mma.sync one). */
-const WGMMA_BWD_SHARED_BYTES = 4 * 16384 + 4 * 8192 + 4 * 64 * 4 + 1024;
+/** Smallest key block of any backward kernel (the grid-size limit is checked against it). */
+const MIN_BWD_KEYS = 64;
+/** A flash kernel and its launch shape: `rows` = query rows per forward block or keys per backward
+ * block, `threads` per block, dynamic shared bytes. */
+interface FlashKernel {
+  name: string;
+  rows: number;
+  threads: number;
+  sharedBytes: number;
+}
+/** The wgmma backward for head dim 64 on sm_90 (kernels/wgmma.cu): `warpgroups` x 64 keys per block,
+ * shared memory WB_SHARED_BYTES(warpgroups): k, v and ds^T [2 steps] [keys][64], q and dout
+ * [2][64][64] bf16, lse and delta [2][2][64] f32, 1024 bytes to align the tiles. */
+function wgmmaBackward(name: string, warpgroups: number): FlashKernel {
+  const tileK = warpgroups * 64 * 64 * 2;
+  return {
+    name,
+    rows: 64 * warpgroups,
+    threads: 128 * warpgroups,
+    sharedBytes: 4 * tileK + 4 * 64 * 64 * 2 + 4 * 64 * 4 + 1024,
+  };
+}
 /** bf16 elements of padding per shared-memory row (FA_PAD). */
 const PAD = 8;
 /** Threads per block of the delta and dq kernels; dq blocks per multiprocessor. */
@@ -109,7 +127,7 @@ export function flashAttentionApplies(
 ): boolean {
   return tensors.dtype === "bf16" && FLASH_HEAD_DIMS.includes(dims.d) && dims.hv > 0 &&
     dims.hk % dims.hv === 0 &&
-    Math.ceil(dims.t / BWD_KEYS) <= MAX_GRID_Z && tensors.pointers.every((p) => (p & 15n) === 0n);
+    Math.ceil(dims.t / MIN_BWD_KEYS) <= MAX_GRID_Z && tensors.pointers.every((p) => (p & 15n) === 0n);
 }
 
 /** Dynamic shared memory of the forward kernel for head dim `d` (bytes). */
@@ -123,6 +141,27 @@ function forwardSharedBytes(d: number): number {
 function backwardSharedBytes(d: number): number {
   return (2 * BWD_KEYS + 4 * BWD_ROWS) * (d + PAD) * 2 + 2 * BWD_ROWS * (BWD_KEYS + PAD) * 2 +
     4 * BWD_ROWS * 4;
+}
+
+/** The forward kernel for head dim `d` on `device`. */
+function forwardKernel(_device: CudaDevice, d: number): FlashKernel {
+  return {
+    name: `flash_attention_fwd_d${d}`,
+    rows: FWD_ROWS,
+    threads: FWD_THREADS,
+    sharedBytes: forwardSharedBytes(d),
+  };
+}
+
+/** The backward kernel for head dim `d` on `device`: wgmma at head dim 64 on sm_90, else mma.sync. */
+function backwardKernel(device: CudaDevice, d: number): FlashKernel {
+  if (d === 64 && device.info.arch === 90) return wgmmaBackward("flash_attention_bwd_wg_d64", 2);
+  return {
+    name: `flash_attention_bwd_d${d}`,
+    rows: BWD_KEYS,
+    threads: BWD_THREADS,
+    sharedBytes: backwardSharedBytes(d),
+  };
 }
 
 const sharedSet = new WeakMap<CudaDevice, Set<string>>();
@@ -157,11 +196,12 @@ export function flashAttentionForward(device: CudaDevice, args: FlashForwardArgs
   checkFlashDims(dims);
   if (dims.b * dims.t === 0 || dims.h === 0) return;
   const scale = 1 / Math.sqrt(dims.d);
+  const kernel = forwardKernel(device, dims.d);
   launchWithShared(
     device,
-    `flash_attention_fwd_d${dims.d}`,
-    [dims.h, dims.b, Math.ceil(dims.t / FWD_ROWS)],
-    FWD_THREADS,
+    kernel.name,
+    [dims.h, dims.b, Math.ceil(dims.t / kernel.rows)],
+    kernel.threads,
     [
       args.out,
       args.lse,
@@ -174,7 +214,7 @@ export function flashAttentionForward(device: CudaDevice, args: FlashForwardArgs
       { i32: dims.hv },
       { f32: scale * Math.LOG2E },
     ],
-    forwardSharedBytes(dims.d),
+    kernel.sharedBytes,
   );
 }
 
@@ -209,12 +249,12 @@ export function flashAttentionBackward(device: CudaDevice, args: FlashBackwardAr
     { i32: h },
     { i32: d },
   ]);
-  const wgmma = d === 64 && device.info.arch === 90;
+  const kernel = backwardKernel(device, d);
   launchWithShared(
     device,
-    wgmma ? "flash_attention_bwd_wg_d64" : `flash_attention_bwd_d${d}`,
-    [hk, b, Math.ceil(t / BWD_KEYS)],
-    BWD_THREADS,
+    kernel.name,
+    [hk, b, Math.ceil(t / kernel.rows)],
+    kernel.threads,
     [
       dqAcc,
       args.dk,
@@ -233,7 +273,7 @@ export function flashAttentionBackward(device: CudaDevice, args: FlashBackwardAr
       { f32: scale * Math.LOG2E },
       { f32: scale },
     ],
-    wgmma ? WGMMA_BWD_SHARED_BYTES : backwardSharedBytes(d),
+    kernel.sharedBytes,
   );
   if (dvKeys !== 0n) {
     const vRows = b * t * hv;

@@ -219,26 +219,25 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_probe_n32(float* d, cons
 #define WB_SBO_K 1024
 #define WB_LBO_MN 1024
 #define WB_SBO_MN 1024
-#define WB_KEYS 128
 #define WB_ROWS 64
-#define WB_TILE_K 16384 /* [128][64] bf16 */
-#define WB_TILE_Q 8192  /* [64][64] bf16 */
-#define WB_SK 0
-#define WB_SV (WB_SK + WB_TILE_K)
-#define WB_SQ (WB_SV + WB_TILE_K)          /* [2 stages] */
-#define WB_SDO (WB_SQ + 2 * WB_TILE_Q)     /* [2 stages] */
-#define WB_SDS (WB_SDO + 2 * WB_TILE_Q)    /* ds^T [2 steps][128 keys][64 queries] */
-#define WB_STATS (WB_SDS + 2 * WB_TILE_K)      /* lse * log2(e), delta: [2 stages][2][64] f32 */
-/** Dynamic shared memory of flash_attention_bwd_wg_d64, with 1024 bytes to align the tiles. */
-#define WB_SHARED_BYTES (WB_STATS + 2 * 2 * WB_ROWS * 4 + 1024)
+#define WB_TILE_Q 8192 /* [64][64] bf16 */
+/** Shared-memory layout of a block of `wgs` warpgroups (64 keys each; byte offsets): k, v [keys][64],
+ * q and dout [2 stages][64][64], ds^T [2 steps][keys][64 queries] bf16, lse * log2(e) and delta
+ * [2 stages][2][64] f32; the dynamic shared bytes add 1024 to align the tiles. */
+#define WB_TILE_K(wgs) ((wgs) * 8192)
+#define WB_SQ(wgs) (2 * WB_TILE_K(wgs))
+#define WB_SDO(wgs) (WB_SQ(wgs) + 2 * WB_TILE_Q)
+#define WB_SDS(wgs) (WB_SDO(wgs) + 2 * WB_TILE_Q)
+#define WB_STATS(wgs) (WB_SDS(wgs) + 2 * WB_TILE_K(wgs))
+#define WB_SHARED_BYTES(wgs) (WB_STATS(wgs) + 2 * 2 * WB_ROWS * 4 + 1024)
 
 /** Copies rows row0.. (64 bf16 each, `stride` elements apart) into a swizzled [ROWS][64] tile at shared
  * address `dst`; rows at or past `rows` are zero-filled. */
-template <int ROWS>
+template <int ROWS, int THREADS>
 __device__ __forceinline__ void wb_load_tile(u32 dst, const bf16* base, i64 stride, int row0, int rows) {
 #pragma unroll
-  for (int j = 0; j < ROWS * 8 / 256; j++) {
-    const int i = threadIdx.x + j * 256, r = i >> 3, c = (i & 7) * 8;
+  for (int j = 0; j < ROWS * 8 / THREADS; j++) {
+    const int i = threadIdx.x + j * THREADS, r = i >> 3, c = (i & 7) * 8;
     const bool inside = row0 + r < rows;
     fa_cp16(dst + wg_swizzle128(r, c), base + (inside ? (i64)(row0 + r) * stride + c : 0), inside ? 16 : 0);
   }
@@ -249,15 +248,17 @@ extern __shared__ u32x4 wb_shared[];
 /** The backward's body; HALVES = 2 issues s^T / dp^T per 32-query half, so the exponentials of the first
  * half run while the tensor cores compute the second, and dv / dk of the first half while the
  * exponentials of the second run. */
-template <int HALVES>
+template <int HALVES, int WGS>
 __device__ __forceinline__ void wb_bwd(float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q,
                                        const bf16* k, const bf16* v, const bf16* dout, const float* lse,
                                        const float* delta, int T, int H, int HK, int HV, float scale_log2,
                                        float scale) {
   constexpr int D = 64, NQ = WB_ROWS / HALVES; // queries per half
+  constexpr int KEYS = 64 * WGS, THREADS = 128 * WGS, NDQ = D / WGS; // NDQ: dq dims per warpgroup
+  constexpr u32 SK = 0, SV = WB_TILE_K(WGS), SQ = WB_SQ(WGS), SDO = WB_SDO(WGS), SDS = WB_SDS(WGS);
   const u32 base = (fa_smem(wb_shared) + 1023u) & ~1023u;
-  float* stats = reinterpret_cast<float*>(reinterpret_cast<char*>(wb_shared) + (base - fa_smem(wb_shared)) + WB_STATS);
-  const int hk = blockIdx.x, b = blockIdx.y, k0 = blockIdx.z * WB_KEYS;
+  float* stats = reinterpret_cast<float*>(reinterpret_cast<char*>(wb_shared) + (base - fa_smem(wb_shared)) + WB_STATS(WGS));
+  const int hk = blockIdx.x, b = blockIdx.y, k0 = blockIdx.z * KEYS;
   const int group = H / HK, hv = hk / (HK / HV);
   const int wg = threadIdx.x >> 7, wi = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
   const i64 qstride = (i64)H * D, kstride = (i64)HK * D, vstride = (i64)HV * D;
@@ -265,36 +266,36 @@ __device__ __forceinline__ void wb_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   auto step_head = [&](int it) { return hk * group + it / qblocks; };
   auto step_q0 = [&](int it) { return (qfirst + it % qblocks) * WB_ROWS; };
 
-  wb_load_tile<WB_KEYS>(base + WB_SK, k + ((i64)b * T * HK + hk) * D, kstride, k0, T);
-  wb_load_tile<WB_KEYS>(base + WB_SV, v + ((i64)b * T * HV + hv) * D, vstride, k0, T);
+  wb_load_tile<KEYS, THREADS>(base + SK, k + ((i64)b * T * HK + hk) * D, kstride, k0, T);
+  wb_load_tile<KEYS, THREADS>(base + SV, v + ((i64)b * T * HV + hv) * D, vstride, k0, T);
   auto load_step = [&](int it, int stage) {
     const int h = step_head(it), q0 = step_q0(it);
     const i64 head = (i64)b * T * H + h;
-    wb_load_tile<WB_ROWS>(base + WB_SQ + stage * WB_TILE_Q, q + head * D, qstride, q0, T);
-    wb_load_tile<WB_ROWS>(base + WB_SDO + stage * WB_TILE_Q, dout + head * D, qstride, q0, T);
-    for (int r = threadIdx.x; r < WB_ROWS; r += 256) {
+    wb_load_tile<WB_ROWS, THREADS>(base + SQ + stage * WB_TILE_Q, q + head * D, qstride, q0, T);
+    wb_load_tile<WB_ROWS, THREADS>(base + SDO + stage * WB_TILE_Q, dout + head * D, qstride, q0, T);
+    for (int r = threadIdx.x; r < WB_ROWS; r += THREADS) {
       const i64 at = ((i64)b * H + h) * T + q0 + r;
       const bool inside = q0 + r < T;
       stats[stage * 2 * WB_ROWS + r] = inside ? lse[at] * FA_LOG2E : F32_INFINITY;
       stats[stage * 2 * WB_ROWS + WB_ROWS + r] = inside ? delta[at] : 0.f;
     }
   };
-  // dq[64 queries, dims 32wg..32wg+31] of step `it` = ds k over the 128 keys (ds^T in buffer it & 1).
+  // dq[64 queries, dims NDQ wg..] of step `it` = ds k over the block's keys (ds^T in buffer it & 1).
   auto issue_dq = [&](float* acc, int it) {
-    const u32 sds = base + WB_SDS + (it & 1) * WB_TILE_K, sk = base + WB_SK + 64u * wg;
-    wg_mma_m64n32k16<1, 1, 1>(acc, wg_desc(sds, WB_LBO_MN, WB_SBO_MN), wg_desc(sk, WB_LBO_MN, WB_SBO_MN));
+    const u32 sds = base + SDS + (it & 1) * WB_TILE_K(WGS), sk = base + SK + 2u * NDQ * wg;
+    wg_mma_m64nk16<NDQ, 1, 1, 1>(acc, wg_desc(sds, WB_LBO_MN, WB_SBO_MN), wg_desc(sk, WB_LBO_MN, WB_SBO_MN));
 #pragma unroll
-    for (int kc = 1; kc < WB_KEYS / 16; kc++) {
-      wg_mma_m64n32k16<1, 1>(acc, wg_desc(sds + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
-                             wg_desc(sk + 2048u * kc, WB_LBO_MN, WB_SBO_MN));
+    for (int kc = 1; kc < KEYS / 16; kc++) {
+      wg_mma_m64nk16<NDQ, 1, 1, 0>(acc, wg_desc(sds + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
+                                   wg_desc(sk + 2048u * kc, WB_LBO_MN, WB_SBO_MN));
     }
   };
   auto reduce_dq = [&](const float* acc, int it) {
     const bool even = (c & 1) == 0;
     const int qrow = step_q0(it) + 16 * wi + g + (even ? 0 : 8);
-    float* dst = dq_acc + ((i64)b * T * H + (i64)qrow * H + step_head(it)) * D + 32 * wg + 2 * (c & ~1);
+    float* dst = dq_acc + ((i64)b * T * H + (i64)qrow * H + step_head(it)) * D + NDQ * wg + 2 * (c & ~1);
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
+    for (int j = 0; j < NDQ / 8; j++) {
       const float s0 = __shfl_xor_sync(0xffffffffu, even ? acc[4 * j + 2] : acc[4 * j], 1);
       const float s1 = __shfl_xor_sync(0xffffffffu, even ? acc[4 * j + 3] : acc[4 * j + 1], 1);
       if (qrow < T) {
@@ -306,7 +307,7 @@ __device__ __forceinline__ void wb_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   load_step(0, 0);
   fa_cp_commit();
 
-  float dka[32], dva[32], acc[16];
+  float dka[32], dva[32], acc[NDQ / 2];
 #pragma unroll
   for (int i = 0; i < 32; i++) dka[i] = dva[i] = 0.f;
   const int krow = 64 * wg + 16 * wi + g; // this thread's key rows in the block: krow, krow + 8
@@ -319,14 +320,14 @@ __device__ __forceinline__ void wb_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
     if (it + 1 < steps) load_step(it + 1, stage ^ 1);
     fa_cp_commit();
     const int q0 = step_q0(it);
-    const u32 sq = base + WB_SQ + stage * WB_TILE_Q, sdo = base + WB_SDO + stage * WB_TILE_Q;
+    const u32 sq = base + SQ + stage * WB_TILE_Q, sdo = base + SDO + stage * WB_TILE_Q;
     const float* lrow = stats + stage * 2 * WB_ROWS;
     const float* drow = lrow + WB_ROWS;
 
     // 1. s^T and dp^T for this warpgroup's 64 keys x the queries of each half; dq of step it - 1 queued
     //    behind them, so the tensor cores work on it during this step's exponentials.
     float st[HALVES][NQ / 2], dpt[HALVES][NQ / 2];
-    const u32 sk = base + WB_SK + 8192u * wg, sv = base + WB_SV + 8192u * wg;
+    const u32 sk = base + SK + 8192u * wg, sv = base + SV + 8192u * wg;
     wg_fence();
 #pragma unroll
     for (int hf = 0; hf < HALVES; hf++) {
@@ -348,8 +349,8 @@ __device__ __forceinline__ void wb_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
     if (it > 0) issue_dq(acc, it - 1);
     wg_commit();
 
-    const bool diagonal = q0 < k0 + WB_KEYS;
-    const u32 sds = base + WB_SDS + stage * WB_TILE_K;
+    const bool diagonal = q0 < k0 + KEYS;
+    const u32 sds = base + SDS + stage * WB_TILE_K(WGS);
 #pragma unroll
     for (int hf = 0; hf < HALVES; hf++) {
       // Groups queued after this half's products: the later halves', dq's and the earlier halves' dv / dk.
@@ -392,7 +393,7 @@ __device__ __forceinline__ void wb_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
     // 4. dq of step it - 1 into dq_acc while dv / dk run.
     if (it > 0) {
       wg_wait<HALVES>();
-      wg_fence_operands<16>(acc);
+      wg_fence_operands<NDQ / 2>(acc);
       reduce_dq(acc, it - 1);
     }
     // dv / dk done: they are the last readers of this stage's tiles, into which step it + 1 loads step
@@ -406,7 +407,7 @@ __device__ __forceinline__ void wb_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   issue_dq(acc, steps - 1);
   wg_commit();
   wg_wait<0>();
-  wg_fence_operands<16>(acc);
+  wg_fence_operands<NDQ / 2>(acc);
   wg_fence_operands<32>(dka);
   wg_fence_operands<32>(dva);
   reduce_dq(acc, steps - 1);
@@ -432,14 +433,16 @@ __device__ __forceinline__ void wb_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
     }
   }
 }
-#define WB_BWD_KERNEL(name, halves)                                                                 \
-  extern "C" __global__ void __launch_bounds__(256, 1)                                               \
+#define WB_BWD_KERNEL(name, halves, wgs)                                                           \
+  extern "C" __global__ void __launch_bounds__(128 * (wgs), (wgs) == 1 ? 2 : 1)                      \
       name(float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k,           \
            const bf16* v, const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, \
            int HV, float scale_log2, float scale) {                                                  \
-    wb_bwd<halves>(dq_acc, dk, dv, dv_keys, q, k, v, dout, lse, delta, T, H, HK, HV, scale_log2,      \
+    wb_bwd<halves, wgs>(dq_acc, dk, dv, dv_keys, q, k, v, dout, lse, delta, T, H, HK, HV, scale_log2,      \
                    scale);                                                                           \
   }
-WB_BWD_KERNEL(flash_attention_bwd_wg_d64, 1)
-WB_BWD_KERNEL(flash_attention_bwd_wg_d64_split, 2)
+WB_BWD_KERNEL(flash_attention_bwd_wg_d64, 1, 2)
+WB_BWD_KERNEL(flash_attention_bwd_wg_d64_split, 2, 2)
+WB_BWD_KERNEL(flash_attention_bwd_wg_d64_k64, 1, 1)
+WB_BWD_KERNEL(flash_attention_bwd_wg_d64_k64_split, 2, 1)
 #endif
