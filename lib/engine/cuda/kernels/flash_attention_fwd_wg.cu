@@ -183,8 +183,14 @@ __device__ __forceinline__ void flash_fwd_wg(bf16* out, float* lse, const bf16* 
     fa_cp_wait<AHEAD - 1>();
     wg_fence_shared();
     __syncthreads(); // tile j (group j) has landed; every warpgroup is done with tile j - 2's stage
-    if (j + AHEAD < tiles) load_tile(j + AHEAD);
-    fa_cp_commit();
+    // Tile j + AHEAD goes to tile j - 2's stage, once this warpgroup's products are issued (with 3
+    // warpgroups, 168 registers a thread, before them: loading while the products are in flight spills).
+    constexpr bool EARLY = WGS == 3;
+    auto prefetch = [&]() {
+      if (j + AHEAD < tiles) load_tile(j + AHEAD);
+      fa_cp_commit();
+    };
+    if (EARLY) prefetch();
     const u32 sk = skv + (j % STAGES) * 2 * FW_TILE_K;
     const u32 svprev = skv + ((j + STAGES - 1) % STAGES) * 2 * FW_TILE_K + FW_TILE_K;
     const int key0 = j * FW_KEYS;
@@ -192,8 +198,10 @@ __device__ __forceinline__ void flash_fwd_wg(bf16* out, float* lse, const bf16* 
       fw_issue_s(s, sqw, sk);
       if (OVERLAP && j > 0) {
         fw_issue_pv(o, p, svprev); // O += P_{j-1} V_{j-1} while the softmax of S_j runs
+        if (!EARLY) prefetch();
         wg_wait<1>();
       } else {
+        if (!EARLY) prefetch();
         wg_wait<0>();
       }
       fw_pin<64>(s);
@@ -212,8 +220,11 @@ __device__ __forceinline__ void flash_fwd_wg(bf16* out, float* lse, const bf16* 
       }
     } else if (OVERLAP && j == wtiles && j > 0) {
       fw_issue_pv(o, p, svprev);
+      if (!EARLY) prefetch();
       wg_wait<0>();
       fw_pin<32>(o);
+    } else if (!EARLY) {
+      prefetch();
     }
   }
   if (OVERLAP && wtiles == tiles) { // the last tile's O += P V
