@@ -252,13 +252,13 @@ __device__ __forceinline__ void flash_fwd_wg(bf16* out, float* lse, const bf16* 
 // Threads 0..128 WGS - 1: consumer warpgroups as above (OVERLAP); then PRODUCERS threads (one warp, or a
 // whole warpgroup that gives its registers to the consumers with setmaxnreg), which copy Q and K/V
 // tiles with cp.async and signal full[stage] through cp.async.mbarrier.arrive.noinc (count PRODUCERS:
-// one per thread, when its copies have landed). Each
-// consumer thread waits full[stage] for every tile (so its arrivals on empty[] keep to the phases) and
-// arrives on empty[stage of tile j - 1] (count 128 WGS) once O += P_{j-1} V_{j-1} is done; the producer waits
-// empty before refilling a stage. PINGPONG: the warpgroups take turns issuing their products (named
-// barriers 1 and 2, FlashAttention-3's warp scheduler barriers), so one's softmax overlaps the other's
-// tensor-core work. The warpgroups iterate over all tiles of the block (inactive ones only keep the
-// barrier counts).
+// one per thread, when its copies have landed). Each consumer thread waits full[stage] for every tile
+// (so its arrivals on empty[] keep to the phases), then a proxy fence (the copies are generic-proxy
+// writes, wgmma reads through the async proxy), and arrives on empty[stage of tile j - 1] (count
+// 128 WGS) once O += P_{j-1} V_{j-1} is done; the producer waits empty before refilling a stage.
+// PINGPONG: the warpgroups take turns issuing their products (named barriers 1 and 2, FlashAttention-3's
+// warp scheduler barriers), so one's softmax overlaps the other's tensor-core work. The warpgroups
+// iterate over all tiles of the block (inactive ones only keep the barrier counts).
 
 /** Registers per thread of the producer and consumer warpgroups after setmaxnreg (4 warpgroups of a
  * 512-thread block start at 128; 3 x 160 + 32 = 512). */
