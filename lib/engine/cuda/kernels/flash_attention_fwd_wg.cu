@@ -316,7 +316,10 @@ __device__ __forceinline__ void flash_fwd_ws(bf16* out, float* lse, const bf16* 
   const int wi = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
   const int tiles = (imin(T, q0 + ROWS) - 1) / FW_KEYS + 1;
   if (threadIdx.x == 0) {
-    for (int st = 0; st < STAGES; st++) fw_mbar_init(full + 8 * st, PRODUCERS), fw_mbar_init(empty + 8 * st, 128 * WGS);
+    for (int st = 0; st < STAGES; st++) {
+      fw_mbar_init(full + 8 * st, PRODUCERS);
+      fw_mbar_init(empty + 8 * st, 128 * WGS);
+    }
   }
   __syncthreads();
 
@@ -409,17 +412,17 @@ __device__ __forceinline__ void flash_fwd_ws(bf16* out, float* lse, const bf16* 
   extern "C" __global__ void __launch_bounds__(128 * WGS + PRODUCERS, 1)                                   \
       NAME(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int T, int H, int HK, int HV, \
            float scale_log2) {                                                                             \
-    flash_fwd_ws<WGS, PRODUCERS, STAGES, PINGPONG>(out, lse, q, k, v, T, H, HK, HV, scale_log2);                           \
+    flash_fwd_ws<WGS, PRODUCERS, STAGES, PINGPONG>(out, lse, q, k, v, T, H, HK, HV, scale_log2);          \
   }
 FLASH_FWD_WS(2, 32, 3, false, flash_attention_fwd_wg_d64_ws)
 FLASH_FWD_WS(2, 32, 3, true, flash_attention_fwd_wg_d64_wspp)
 FLASH_FWD_WS(3, 128, 3, false, flash_attention_fwd_wg_d64_ws_r192)
 
-#define FLASH_FWD_WG(WGS, STAGES, OVERLAP, NAME)                                                                     \
+#define FLASH_FWD_WG(WGS, STAGES, OVERLAP, NAME)                                                             \
   extern "C" __global__ void __launch_bounds__(128 * WGS, 1)                                               \
       NAME(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int T, int H, int HK, int HV, \
            float scale_log2) {                                                                             \
-    flash_fwd_wg<WGS, STAGES, OVERLAP>(out, lse, q, k, v, T, H, HK, HV, scale_log2);                               \
+    flash_fwd_wg<WGS, STAGES, OVERLAP>(out, lse, q, k, v, T, H, HK, HV, scale_log2);                      \
   }
 FLASH_FWD_WG(2, 3, true, flash_attention_fwd_wg_d64)
 FLASH_FWD_WG(2, 4, true, flash_attention_fwd_wg_d64_s4)
