@@ -8,6 +8,7 @@ import { UnsupportedError } from "../lib/errors.ts";
 import { assert, assertThrows } from "./assert.ts";
 import { compareOp, cudaEngine, GPU_TEST, randint, randn } from "./cuda_compare.ts";
 import { CudaEngine, DeviceMemoryError } from "../lib/engine/cuda/mod.ts";
+import { CE_HELD_COLUMNS, prefetchPlan } from "../lib/engine/cuda/cross_entropy_plan.ts";
 
 /** Relative tolerance (max |cuda - cpu| / max |cpu|) by mode: f32 arithmetic vs bf16-rounded outputs. */
 const TOLERANCE = { f32: 1e-4, bf16: 2e-2 } as const;
@@ -211,21 +212,41 @@ async function compareCrossEntropy(
   );
 }
 
+/** Targets at the edges of the prefetching kernels' slices for rows of `v` columns (the engine's plan
+ * on this device; unaligned rows still get in-range targets): the held/overflow boundary and the
+ * overflow columns of the first and the last block of a cluster, the last column of the first block and
+ * the first of the last. */
+async function sliceEdgeTargets(v: number): Promise<number[]> {
+  const plan = prefetchPlan(v, (await cudaEngine()).device.info.maxSharedMemoryPerBlock);
+  const slice = plan?.slice ?? v, last = ((plan?.cluster ?? 1) - 1) * slice;
+  return [CE_HELD_COLUMNS + 5, CE_HELD_COLUMNS, slice - 1, last + CE_HELD_COLUMNS + 5, last]
+    .map((t) => Math.min(t, v - 1));
+}
+
 gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", async (mode) => {
-  // V = 50 and 40001: scalar two-pass rows; 64: prefetching rows (7-row chunks: one row per block);
-  // prefetching clusters of the fewest blocks whose 32768-column slices hold a row: 32772 of 2, 98304
-  // of 3 (full slices), 128256 (Llama-3) of 4, 151936 (Qwen) of 5, 200000 of 7; 262148: vectorized
-  // two-pass rows
+  // V = 50 and 40001: scalar two-pass rows; 64: prefetching rows (7-row chunks: one row per block).
+  // Prefetching blocks hold 32768 columns in registers and up to 12288 more in shared memory (on sm_90;
+  // clusters of the fewest blocks whose slices hold a row): one block with 4, 7232, 8232 and 12288
+  // (every thread's 3 overflow float4s) overflow columns: 32772, 40000, 41000, 45056; clusters of 2:
+  // 45060; of 3 without overflow: 98304; of 3 with overflow: 128256 (Llama-3, 42752 per block); of 4
+  // with overflow: 151936 (Qwen, 37984) and 151928 (the last block 16 columns short); of 5: 200000; of
+  // 8 full slices: 360448; 360452: vectorized two-pass rows
   const shapes = [
     [23, 24, 50],
     [16, 32, 64],
     [9, 8, 40001],
     [9, 8, 32772],
+    [9, 8, 40000],
+    [10, 8, 41000],
+    [9, 4, 45056],
+    [9, 8, 45060],
     [9, 4, 98304],
     [9, 8, 128256],
     [9, 4, 151936],
-    [5, 4, 200000],
-    [5, 4, 262148],
+    [10, 4, 151928],
+    [9, 4, 200000],
+    [9, 2, 360448],
+    [5, 2, 360452],
   ] as const;
   for (const [n, c, v] of shapes) {
     const targets = randint(n, v);
@@ -235,6 +256,9 @@ gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", asyn
     targets[2] = Math.min(4 * 1024, v - 2);
     targets[3] = IGNORE_INDEX;
     targets[n - 1] = IGNORE_INDEX;
+    (await sliceEdgeTargets(v)).forEach((t, i) => {
+      if (4 + i < n - 1) targets[4 + i] = t;
+    });
     await compareCrossEntropy(mode, [n, c, v], targets);
   }
 });
@@ -244,18 +268,20 @@ let wholeChunkEngine: Promise<CudaEngine> | null = null;
 gpuTest(
   "cross-entropy rows of the persistent prefetching kernels: more rows than resident blocks",
   async (mode) => {
-    // One chunk of 300 rows: blocks (or clusters, from V = 32772) loop over rows (300 is not a multiple
-    // of the grid); ignored rows first, in the middle of a block's rows (its copy skipped) and in a run of
-    // two.
+    // One chunk of 300 rows: blocks (or clusters, from V = 45060 on sm_90) loop over rows (300 is not a
+    // multiple of the grid); ignored rows first, in the middle of a block's rows (its copy skipped; the
+    // next row takes its overflow buffer) and in a run of two. One block with overflow columns: 40000,
+    // 45056; clusters of 3 and 4 with overflow: 128256, 151928 (the last block shorter).
     wholeChunkEngine ??= CudaEngine.open({ crossEntropyChunkRows: 1000 });
     const engine = await wholeChunkEngine;
     const sms = engine.device.info.multiprocessors;
-    for (const v of [32000, 4100, 32768, 128256, 151936]) {
+    for (const v of [32000, 4100, 32768, 40000, 45056, 128256, 151928]) {
       const n = 300;
       const targets = randint(n, v);
       for (const r of [0, sms, sms + 1, 2 * sms + 5]) if (r < n) targets[r] = IGNORE_INDEX;
       targets[n - 2] = v - 1;
       targets[1] = 0;
+      (await sliceEdgeTargets(v)).forEach((t, i) => targets[2 + 3 * i] = t);
       await compareCrossEntropy(mode, [n, 8, v], targets, engine);
     }
   },

@@ -6,6 +6,12 @@
 import { CudaEngine, type CudaTensor } from "../../lib/engine/cuda/mod.ts";
 import type { Tensor } from "../../lib/engine/engine.ts";
 import type { GemmShape } from "../../lib/engine/cuda/ffi/cublaslt.ts";
+import {
+  CE_HELD_COLUMNS,
+  CE_THREADS,
+  prefetchKernelName,
+  prefetchPlan,
+} from "../../lib/engine/cuda/cross_entropy_plan.ts";
 
 /** TinyLlama-1.1B: C channels, F feed-forward, H heads, K key heads, D head dim, V vocabulary. */
 const MODEL = { C: 2048, F: 5632, H: 32, K: 4, D: 64, V: 32000 };
@@ -154,16 +160,17 @@ const { C, F, H, K, D, V } = MODEL;
   );
   for (const t of [param, grad, m, v, norm]) engine.free(t);
 }
-/** Rows of the cross-entropy row-kernel benchmarks; the Llama-3 and Qwen2 vocabularies. */
+/** Rows of the cross-entropy row-kernel benchmarks; the Llama-3 and Qwen2 vocabularies; a vocabulary
+ * one block holds with overflow columns (past the 32768 held in registers, read from shared memory). */
 const CE_ROWS = 2048;
 const LLAMA3_VOCAB = 128256;
 const QWEN2_VOCAB = 151936;
-/** Threads per block of both cross-entropy row kernels (CE_THREADS in lib/engine/cuda/engine.ts). */
-const CE_THREADS = 1024;
-/** Times one cross-entropy row kernel on [CE_ROWS, vocab] f32 logits -> bf16 dlogits, launched as the
- * engine launches it (bytes: logits read once + dlogits written once). `cluster`: blocks per row of the
- * prefetching kernels (1..8), or 0 for the two-pass kernel. */
-function crossEntropyRows(label: string, vocab: number, cluster: number): void {
+const OVERFLOW_VOCAB = 40000;
+/** Times one cross-entropy row kernel on [CE_ROWS, vocab] f32 logits -> bf16 dlogits (bytes: logits
+ * read once + dlogits written once). The prefetching kernel is launched as the engine launches it
+ * (prefetchPlan: the same blocks per row, columns per block, shared memory and grid of resident rows);
+ * `cluster` forces a cluster size instead (a comparison), `twoPass` takes the two-pass kernel. */
+function crossEntropyRows(vocab: number, options: { cluster?: number; twoPass?: boolean } = {}): void {
   const logits = engine.alloc([CE_ROWS, vocab], "f32"), dlogits = engine.alloc([CE_ROWS, vocab], "bf16");
   const losses = engine.alloc([CE_ROWS], "f32"), targets = engine.alloc([CE_ROWS], "i32");
   random(logits, 5);
@@ -171,35 +178,40 @@ function crossEntropyRows(label: string, vocab: number, cluster: number): void {
   const p = (t: Tensor) => (t as CudaTensor).pointer;
   const head = [p(logits), p(dlogits), p(losses), p(targets)];
   const scaleGrad = [{ f32: 1 }, { i32: 1 }];
-  let launch: () => void;
-  if (cluster > 0) {
-    const kernel = `cross_entropy_rows_prefetch${cluster === 1 ? "" : cluster}_bf16`;
-    const slice = Math.ceil(vocab / cluster / 4) * 4;
-    driver.setMaxDynamicSharedMemory(device.kernel(kernel), slice * 4);
+  const plan = options.twoPass
+    ? undefined
+    : prefetchPlan(vocab, device.info.maxSharedMemoryPerBlock, { cluster: options.cluster });
+  let launch: () => void, label: string;
+  if (plan) {
+    const { cluster, slice, sharedBytes } = plan;
+    const kernel = prefetchKernelName(cluster, "bf16");
+    driver.setMaxDynamicSharedMemory(device.kernel(kernel), sharedBytes);
     const resident = cluster === 1 ? device.info.multiprocessors : driver.maxActiveClusters(
       device.kernel(kernel),
-      { clusterBlocks: cluster, block: CE_THREADS, sharedBytes: slice * 4 },
+      { clusterBlocks: cluster, block: CE_THREADS, sharedBytes },
     );
     const grid = cluster * Math.min(CE_ROWS, resident);
     const args = [...head, { i32: CE_ROWS }, { i32: vocab }, { i32: slice }, ...scaleGrad];
-    launch = () => device.launch(kernel, grid, CE_THREADS, args, slice * 4);
-    label += ` (${grid / cluster} resident rows)`;
+    launch = () => device.launch(kernel, grid, CE_THREADS, args, sharedBytes);
+    const overflow = Math.max(0, slice - CE_HELD_COLUMNS);
+    label =
+      `cross-entropy rows, prefetch, ${cluster === 1 ? "1 block" : `clusters of ${cluster}`} x ${slice}` +
+      ` columns (${overflow} in shared memory), ${grid / cluster} resident rows` +
+      (options.cluster === undefined ? " (engine)" : " (forced, not the engine's choice)");
   } else {
     const args = [...head, { i32: vocab }, ...scaleGrad, { i32: 1 }];
     launch = () => device.launch("cross_entropy_rows_bf16", CE_ROWS, CE_THREADS, args);
+    label = "cross-entropy rows, two passes (engine: unaligned rows or wider than 8 blocks)";
   }
   bandwidth(`${label} [${CE_ROWS}, ${vocab}]`, CE_ROWS * vocab * 6, launch);
   for (const t of [logits, dlogits, losses, targets]) engine.free(t);
 }
-crossEntropyRows("cross-entropy rows, prefetch (engine, V <= 32768)", V, 1);
-crossEntropyRows("cross-entropy rows, prefetch, clusters of 4 (engine, V <= 131072)", LLAMA3_VOCAB, 4);
-crossEntropyRows("cross-entropy rows, prefetch, clusters of 5 (engine, V <= 163840)", QWEN2_VOCAB, 5);
-crossEntropyRows(
-  "cross-entropy rows, prefetch, clusters of 8 (not used: the engine takes 5 here)",
-  QWEN2_VOCAB,
-  8,
-);
-crossEntropyRows("cross-entropy rows, two passes (engine, V > 262144 or unaligned)", LLAMA3_VOCAB, 0);
+crossEntropyRows(V);
+crossEntropyRows(OVERFLOW_VOCAB);
+crossEntropyRows(LLAMA3_VOCAB);
+crossEntropyRows(LLAMA3_VOCAB, { cluster: 4 });
+crossEntropyRows(QWEN2_VOCAB);
+crossEntropyRows(LLAMA3_VOCAB, { twoPass: true });
 
 // ---- the fused lm head + cross-entropy op (3 GEMMs + the row kernel per chunk) -------------------
 const fused: { tokens: number; ms: number; tflops: number }[] = [];

@@ -31,6 +31,7 @@ import {
 import { CudaDevice, type CudaDeviceOptions } from "./device.ts";
 import type { KernelArg } from "./ffi/args.ts";
 import { flashAttentionApplies, flashAttentionBackward, flashAttentionForward } from "./flash_attention.ts";
+import { CE_THREADS, prefetchKernelName, prefetchPlan } from "./cross_entropy_plan.ts";
 
 /** Threads per block of elementwise kernels. */
 const BLOCK = 256;
@@ -46,16 +47,6 @@ const COLUMN_WARPS = 8;
 const ATTENTION_WARPS = 4;
 /** Largest head dim the simple attention kernels hold in registers (8 per lane). */
 const ATTENTION_MAX_HEAD_DIM = 256;
-/** Threads per block of the cross-entropy row kernels (CE_PREFETCH_THREADS in cross_entropy.cu). */
-const CE_THREADS = 1024;
-/** Columns one block of the prefetching cross-entropy kernels holds (8 float4 per thread in registers,
- * the next row's in shared memory; cross_entropy.cu). */
-const CE_PREFETCH_SLICE = 8 * 4 * CE_THREADS;
-/** Blocks per row of the prefetching kernels (cross_entropy_rows_prefetch{,2..8}): the fewest whose
- * slices hold the row (one up to 32768 columns, 4 for Llama 3's 128256, 5 for Qwen's 151936; measured on
- * the H200: Qwen rows on clusters of 8 reached 62% of copy, each block's slice too small for the row's
- * fixed barrier cost); rows wider than 8 slices are read twice. */
-const CE_CLUSTERS = [1, 2, 3, 4, 5, 6, 7, 8] as const;
 /** Bytes of f32 logits one chunk of the fused lm head + cross-entropy may hold. */
 export const LOGITS_CHUNK_BYTES = 256 * 1024 * 1024;
 
@@ -604,7 +595,7 @@ export class CudaEngine implements Engine {
           prefetch.grid,
           CE_THREADS,
           [...rowArgs, ...rest],
-          prefetch.slice * 4,
+          prefetch.sharedBytes,
         );
       } else {
         const rest = [{ i32: v }, scaleArg, gradArg, { i32: vec ? 1 : 0 }];
@@ -679,23 +670,24 @@ export class CudaEngine implements Engine {
   // ---- helpers -----------------------------------------------------------------------------------
 
   /** The prefetching cross-entropy kernel for rows of `v` columns (aligned, v % 4 == 0): its name, the
-   * columns per block and a grid of as many rows (clusters) as can be resident at once, since rows are
-   * assigned to blocks statically; undefined when the rows are too wide (or the driver has no clusters). */
+   * columns per block (prefetchPlan: the fewest blocks per row whose slices hold it), its dynamic shared
+   * memory and a grid of as many rows (clusters) as can be resident at once, since rows are assigned to
+   * blocks statically; undefined when the rows are too wide (or the driver has no clusters). */
   #prefetchLaunch(type: TensorDType, v: number, rows: number) {
-    const cluster = CE_CLUSTERS.find((c) => Math.ceil(v / c / 4) * 4 <= CE_PREFETCH_SLICE);
-    if (cluster === undefined) return undefined;
-    const slice = Math.ceil(v / cluster / 4) * 4;
-    const name = `cross_entropy_rows_prefetch${cluster === 1 ? "" : cluster}_${type}`;
-    this.#allowShared(name, slice * 4);
+    const plan = prefetchPlan(v, this.device.info.maxSharedMemoryPerBlock);
+    if (plan === undefined) return undefined;
+    const { cluster, slice, sharedBytes } = plan;
+    const name = prefetchKernelName(cluster, type);
+    this.#allowShared(name, sharedBytes);
     const resident = cluster === 1
       ? this.device.info.multiprocessors
       : this.device.driver.maxActiveClusters(this.device.kernel(name), {
         clusterBlocks: cluster,
         block: CE_THREADS,
-        sharedBytes: slice * 4,
+        sharedBytes,
       });
     if (resident === 0) return undefined;
-    return { name, slice, grid: cluster * Math.min(rows, resident) };
+    return { name, slice, sharedBytes, grid: cluster * Math.min(rows, resident) };
   }
 
   /** Lets kernel `name` use `bytes` of dynamic shared memory (an attribute needed above 48 KB). */

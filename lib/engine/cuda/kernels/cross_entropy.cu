@@ -1,8 +1,9 @@
 // The softmax / cross-entropy step of the fused lm head: for one chunk of rows of f32 logits [R, V]
 // (made by a cuBLASLt GEMM), writes each row's loss and, when asked, dlogits = scale * (softmax -
 // onehot(target)) (in place when dlogits is the f32 logits buffer). Two kernels, picked by the host:
-// V <= 8 * 32768 with V % 4 == 0 and aligned rows: persistent blocks (a cluster of 2..8 blocks per row
-// above 32768) prefetching rows, reading the logits once; any other row: two passes, block per row, one
+// V % 4 == 0, aligned rows and V at most 8 slices of a block (about 45000 columns each with 227 KB of
+// shared memory; the host decides): persistent blocks (a cluster of 2..8 blocks per row above one slice)
+// prefetching rows, reading the logits once; any other row: two passes, block per row, one
 // pass for the running max and sum of exponentials, one for the gradient; 4 elements per access with
 // `vec` (V % 4 == 0, aligned). Exponentials go through the hardware 2^x on x * log2(e) (fa_exp2, FA_LOG2E of flash_attention_mma.cu, concatenated before).
 
@@ -91,28 +92,74 @@ __device__ __forceinline__ void online_add4(u32x4 u, float* m, float* s) {
 EACH1(CE_ROWS)
 
 // The same for V % 4 == 0 and aligned rows, one pass over the logits: persistent blocks of
-// CE_PREFETCH_THREADS threads take rows in turn; the current row is held in registers
-// (CE_PREFETCH_CHUNKS float4 per thread, up to CE_PREFETCH_SLICE = 32768 floats) while the next row is
-// copied with cp.async into dynamic shared memory, so its loads overlap this row's reductions and stores.
-// Each thread copies and reads back only its own float4s, so its own cp.async wait suffices. Rows wider
-// than one block's slice go to a thread-block cluster of CLUSTER blocks (2..8: the host takes the fewest
-// whose slices hold the row, so each block moves as many bytes per row barrier as it can; sm_90): block
-// `rank` holds columns [rank * slice, + slice), the blocks' (max, sum) pairs are exchanged through
-// distributed shared memory after one cluster barrier per row (pairs double-buffered by row parity, so the next
-// row's barrier is what makes reusing a slot safe). Uses fa_smem / fa_cp16 / fa_cp_commit / fa_cp_wait
-// of flash_attention_mma.cu (concatenated before). The host sizes the grid to the clusters that can be
-// resident at once (cuOccupancyMaxActiveClusters): rows are assigned statically, so a cluster that had
-// to wait for a free GPC would add a whole pass at the end.
+// CE_PREFETCH_THREADS threads take rows in turn. A block's slice of the current row: its first
+// CE_PREFETCH_HELD columns (CE_PREFETCH_CHUNKS float4 per thread) are held in registers; the overflow
+// columns [CE_PREFETCH_HELD, slice) (up to CE_OVERFLOW_CHUNKS float4 per thread) stay in shared memory
+// and are read there by the max, sum and gradient loops. Meanwhile the next row is copied with cp.async
+// into dynamic shared memory, so its loads overlap this row's reductions and stores. Dynamic shared
+// memory (floats): [0, HELD) the next row's held part, then two overflow buffers of (slice - HELD)
+// floats, used by row parity (the copy of row r + 1 fills one while row r reads the other). Each thread
+// copies and reads back only its own float4s (ce_col: the same mapping for the copy and the reads), so
+// its own cp.async wait suffices. Rows wider than one block's slice go to a thread-block cluster of
+// CLUSTER blocks (2..8: the host takes the fewest whose slices hold the row, so each block moves as many
+// bytes per row barrier as it can; sm_90): block `rank` holds columns [rank * slice, + slice), the
+// blocks' (max, sum) pairs are exchanged through distributed shared memory after one cluster barrier per
+// row (pairs double-buffered by row parity, so the next row's barrier is what makes reusing a slot safe).
+// Uses fa_smem / fa_cp16 / fa_cp_commit / fa_cp_wait of flash_attention_mma.cu (concatenated before).
+// The host sizes the grid to the clusters that can be resident at once (cuOccupancyMaxActiveClusters):
+// rows are assigned statically, so a cluster that had to wait for a free GPC would add a whole pass at
+// the end.
 #define CE_PREFETCH_THREADS 1024
 #define CE_PREFETCH_CHUNKS 8
+#define CE_PREFETCH_HELD (CE_PREFETCH_CHUNKS * CE_PREFETCH_THREADS * 4)
+// 12288 overflow columns: slices up to 45056 columns in 4 * 32768 + 2 * 4 * 12288 = 229376 bytes of
+// dynamic shared memory (sm_90 allows 232448 per block); CE_OVERFLOW_CHUNKS of cross_entropy_plan.ts.
+#define CE_OVERFLOW_CHUNKS 3
 extern __shared__ u32x4 ce_shared[];
 
-/** Starts the copy of this thread's float4s of the `width` floats at `lr` into shared memory. */
-__device__ __forceinline__ void ce_fetch(u32 base, const float* lr, int width) {
-#pragma unroll
+/** Column of this thread's float4 number `c` (from 0) within the held part or within the overflow. */
+__device__ __forceinline__ int ce_col(int c) { return (c * CE_PREFETCH_THREADS + (int)threadIdx.x) * 4; }
+
+/** Starts the copy of this thread's float4s of the `width` floats at `lr` into shared memory: the held
+ * columns to floats [0, CE_PREFETCH_HELD), the overflow columns to the buffer at float `over`. The loops
+ * stay rolled: unrolled, their addresses live beside the held registers spilled at 64 registers. */
+__device__ __forceinline__ void ce_fetch(u32 base, int over, const float* lr, int width) {
+#pragma unroll 1
   for (int c = 0; c < CE_PREFETCH_CHUNKS; c++) {
-    const int j = (c * CE_PREFETCH_THREADS + threadIdx.x) * 4;
+    const int j = ce_col(c);
     if (j < width) fa_cp16(base + 4u * (u32)j, lr + j, 16);
+  }
+#pragma unroll 1
+  for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
+    const int j = ce_col(c);
+    if (CE_PREFETCH_HELD + j < width) fa_cp16(base + 4u * (u32)(over + j), lr + CE_PREFETCH_HELD + j, 16);
+  }
+}
+
+/** The float offset of overflow buffer `parity`: the buffers of slice - HELD floats start at
+ * CE_PREFETCH_HELD and at `slice` (unused when slice <= HELD). */
+__device__ __forceinline__ int ce_buffer(int parity, int slice) { return parity ? slice : CE_PREFETCH_HELD; }
+/** The largest of four floats. */
+__device__ __forceinline__ float ce_max4(u32x4 u) {
+  return fmaxf(fmaxf(__uint_as_float(u.x), __uint_as_float(u.y)), fmaxf(__uint_as_float(u.z), __uint_as_float(u.w)));
+}
+/** The sum of e^(x - c) over four floats x, given c2 = c * log2(e). */
+__device__ __forceinline__ float ce_sum4(u32x4 u, float c2) {
+  return (ce_exp_minus(__uint_as_float(u.x), c2) + ce_exp_minus(__uint_as_float(u.y), c2)) +
+         (ce_exp_minus(__uint_as_float(u.z), c2) + ce_exp_minus(__uint_as_float(u.w), c2));
+}
+/** For the four logits u at local columns [j, j + 4): writes the row's loss lse - logit if the target is
+ * among them, and (want_grad) scale * (softmax - onehot) to dr + j. */
+template <typename G>
+__device__ __forceinline__ void ce_finish4(u32x4 u, int j, int local_target, float lse, float lse2, float scale,
+                                           int want_grad, G* dr, float* loss) {
+  float p[4] = {__uint_as_float(u.x), __uint_as_float(u.y), __uint_as_float(u.z), __uint_as_float(u.w)};
+  const int k = local_target - j;
+  if (k >= 0 && k < 4) *loss = lse - (k == 0 ? p[0] : k == 1 ? p[1] : k == 2 ? p[2] : p[3]);
+  if (want_grad) {
+#pragma unroll
+    for (int k = 0; k < 4; k++) p[k] = scale * (ce_exp_minus(p[k], lse2) - (j + k == local_target ? 1.f : 0.f));
+    st4(dr + j, p);
   }
 }
 
@@ -168,48 +215,57 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
   const int rank = CLUSTER > 1 ? ce_cluster_rank() : 0;
   const int first = rank * slice, width = imin(slice, vocab - first); // this block's columns
   const int stride = gridDim.x / CLUSTER;
+  // parity: of the rows this block has read so far; it picks this row's (max, sum) slot and overflow
+  // buffer. An ignored row reads nothing, so the next row takes its buffer (and slot) over.
   int row = blockIdx.x / CLUSTER, parity = 0;
   int target = row < rows ? targets[row] : -1;
-  if (target >= 0) ce_fetch(base, logits + (i64)row * vocab + first, width);
+  if (target >= 0) ce_fetch(base, ce_buffer(parity, slice), logits + (i64)row * vocab + first, width);
   fa_cp_commit();
   for (; row < rows; row += stride) {
     // The next row's target is loaded now, so its latency overlaps this row's wait.
     const int next = row + stride, next_target = next < rows ? targets[next] : -1;
-    G* dr = dlogits + (i64)row * vocab + first;
     if (target < 0) { // the same in every block of the cluster: no barrier on either side
-      if (next_target >= 0) ce_fetch(base, logits + (i64)next * vocab + first, width);
+      if (next_target >= 0) ce_fetch(base, ce_buffer(parity, slice), logits + (i64)next * vocab + first, width);
       fa_cp_commit();
       if (threadIdx.x == 0 && rank == 0) losses[row] = 0.f;
+      G* dr = dlogits + (i64)row * vocab + first;
       if (want_grad) for (int j = threadIdx.x; j < width; j += CE_PREFETCH_THREADS) stf(dr + j, 0.f);
       target = next_target;
       continue;
     }
     fa_cp_wait<0>();
     asm volatile("" ::: "memory"); // the shared reads below stay after the wait
+    const u32x4* spill = ce_shared + (ce_buffer(parity, slice) >> 2); // this row's overflow columns
     u32x4 held[CE_PREFETCH_CHUNKS];
     float m = -F32_INFINITY;
 #pragma unroll
     for (int c = 0; c < CE_PREFETCH_CHUNKS; c++) {
-      const int j = (c * CE_PREFETCH_THREADS + threadIdx.x) * 4;
+      const int j = ce_col(c);
       if (j < width) {
         held[c] = ce_shared[j >> 2];
-        m = fmaxf(m, fmaxf(fmaxf(__uint_as_float(held[c].x), __uint_as_float(held[c].y)),
-                           fmaxf(__uint_as_float(held[c].z), __uint_as_float(held[c].w))));
+        m = fmaxf(m, ce_max4(held[c]));
       }
     }
-    // The shared reads above are consumed (m) before the next row's copy overwrites their addresses.
+#pragma unroll
+    for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
+      const int j = ce_col(c);
+      if (CE_PREFETCH_HELD + j < width) m = fmaxf(m, ce_max4(spill[j >> 2]));
+    }
+    // The held reads above are consumed (m) before the next row's copy overwrites their addresses (the
+    // next row's overflow goes to the other buffer).
     asm volatile("" ::"f"(m) : "memory");
-    if (next_target >= 0) ce_fetch(base, logits + (i64)next * vocab + first, width);
+    if (next_target >= 0) ce_fetch(base, ce_buffer(parity ^ 1, slice), logits + (i64)next * vocab + first, width);
     fa_cp_commit();
     const float m2 = m * FA_LOG2E;
     float s = 0.f;
 #pragma unroll
     for (int c = 0; c < CE_PREFETCH_CHUNKS; c++) {
-      const int j = (c * CE_PREFETCH_THREADS + threadIdx.x) * 4;
-      if (j < width) {
-        s += (ce_exp_minus(__uint_as_float(held[c].x), m2) + ce_exp_minus(__uint_as_float(held[c].y), m2)) +
-             (ce_exp_minus(__uint_as_float(held[c].z), m2) + ce_exp_minus(__uint_as_float(held[c].w), m2));
-      }
+      if (ce_col(c) < width) s += ce_sum4(held[c], m2);
+    }
+#pragma unroll
+    for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
+      const int j = ce_col(c);
+      if (CE_PREFETCH_HELD + j < width) s += ce_sum4(spill[j >> 2], m2);
     }
     block_max_sum(&m, &s);
     if (CLUSTER > 1) {
@@ -225,27 +281,21 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
       }
       __syncthreads();
       m = merged[0], s = merged[1];
-      parity ^= 1;
     }
+    parity ^= 1;
     const float lse = m + logf(s), lse2 = lse * FA_LOG2E;
     if (target >= vocab && threadIdx.x == 0 && rank == 0) losses[row] = F32_NAN;
     const int local_target = target - first;
+    G* dr = dlogits + (i64)row * vocab + first;
 #pragma unroll
     for (int c = 0; c < CE_PREFETCH_CHUNKS; c++) {
-      const int j = (c * CE_PREFETCH_THREADS + threadIdx.x) * 4;
-      if (j < width) {
-        float p[4] = {__uint_as_float(held[c].x), __uint_as_float(held[c].y), __uint_as_float(held[c].z),
-                      __uint_as_float(held[c].w)};
-        const int k = local_target - j;
-        if (k >= 0 && k < 4) losses[row] = lse - (k == 0 ? p[0] : k == 1 ? p[1] : k == 2 ? p[2] : p[3]);
-        if (want_grad) {
+      const int j = ce_col(c);
+      if (j < width) ce_finish4(held[c], j, local_target, lse, lse2, scale, want_grad, dr, losses + row);
+    }
 #pragma unroll
-          for (int k = 0; k < 4; k++) {
-            p[k] = scale * (ce_exp_minus(p[k], lse2) - (j + k == local_target ? 1.f : 0.f));
-          }
-          st4(dr + j, p);
-        }
-      }
+    for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
+      const int j = CE_PREFETCH_HELD + ce_col(c);
+      if (j < width) ce_finish4(spill[ce_col(c) >> 2], j, local_target, lse, lse2, scale, want_grad, dr, losses + row);
     }
     target = next_target;
   }

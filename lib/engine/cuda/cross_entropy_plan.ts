@@ -1,0 +1,98 @@
+// How the prefetching cross-entropy row kernels (kernels/cross_entropy.cu) split a row of V logits:
+// blocks per row (cluster size), columns per block and dynamic shared memory. The engine and
+// bench/gpu_ops both launch from it, so they launch alike; it needs no device.
+
+import type { TensorDType } from "../engine.ts";
+
+/** Threads per block of the cross-entropy row kernels (CE_PREFETCH_THREADS in cross_entropy.cu). */
+export const CE_THREADS = 1024;
+/** Columns of a block's slice held in registers: 8 float4 per thread (CE_PREFETCH_HELD). */
+export const CE_HELD_COLUMNS = 8 * 4 * CE_THREADS;
+/** Columns past the held ones a block reads from shared memory: 3 float4 per thread
+ * (CE_OVERFLOW_CHUNKS), so a slice holds at most 45056 columns. */
+export const CE_OVERFLOW_COLUMNS = 3 * 4 * CE_THREADS;
+/** Static shared memory of the kernels (288 bytes per tools/kernel-check.sh, rounded up): it counts
+ * against the same per-block limit as the dynamic shared memory. */
+const CE_STATIC_SHARED_BYTES = 1024;
+/** Blocks per row compiled (cross_entropy_rows_prefetch{,2..8}); rows wider than 8 slices take the
+ * two-pass kernel. */
+const CE_CLUSTERS = [1, 2, 3, 4, 5, 6, 7, 8] as const;
+
+/** One launch shape of the prefetching kernels. */
+export interface PrefetchPlan {
+  /** Blocks per row: one, or a thread-block cluster of 2..8. */
+  cluster: number;
+  /** Columns per block (a multiple of 4); the cluster's last block may hold fewer. */
+  slice: number;
+  /** Dynamic shared memory per block (prefetchSharedBytes(slice)). */
+  sharedBytes: number;
+}
+
+/**
+ * Dynamic shared memory of a block whose slice has `slice` columns: the next row's held columns, then
+ * two buffers (by row parity) of the overflow columns past CE_HELD_COLUMNS.
+ *
+ * @example
+ * ```ts
+ * prefetchSharedBytes(37984); // 4 * 32768 + 2 * 4 * 5216 = 172800
+ * ```
+ */
+export function prefetchSharedBytes(slice: number): number {
+  return 4 * Math.min(slice, CE_HELD_COLUMNS) + 2 * 4 * Math.max(0, slice - CE_HELD_COLUMNS);
+}
+
+/**
+ * The widest slice (a multiple of 4) one block can hold on a device that allows `maxSharedBytes` of
+ * shared memory per block (opt-in): held columns plus as many overflow columns as the kernel reads
+ * and the shared memory holds.
+ *
+ * @example
+ * ```ts
+ * prefetchMaxSlice(232448); // 45056 on sm_90 (227 KB)
+ * ```
+ */
+export function prefetchMaxSlice(maxSharedBytes: number): number {
+  const bytes = maxSharedBytes - CE_STATIC_SHARED_BYTES;
+  if (bytes < 4 * CE_HELD_COLUMNS) return Math.max(0, Math.floor(bytes / 16) * 4);
+  const overflow = Math.floor((bytes - 4 * CE_HELD_COLUMNS) / 32) * 4;
+  return CE_HELD_COLUMNS + Math.min(CE_OVERFLOW_COLUMNS, overflow);
+}
+
+/**
+ * How to launch the prefetching kernels on rows of `v` columns (v % 4 == 0, aligned rows): the fewest
+ * blocks per row whose slices hold the row, so each block moves as many bytes per row barrier as it
+ * can; `cluster` asks for that many blocks instead (bench comparisons). Undefined when no cluster size
+ * holds the row (the two-pass kernel takes it).
+ *
+ * @example
+ * ```ts
+ * prefetchPlan(151936, 232448); // { cluster: 4, slice: 37984, sharedBytes: 172800 }
+ * ```
+ */
+export function prefetchPlan(
+  v: number,
+  maxSharedBytes: number,
+  options: { cluster?: number } = {},
+): PrefetchPlan | undefined {
+  const maxSlice = prefetchMaxSlice(maxSharedBytes);
+  const sliceOf = (c: number) => Math.ceil(v / c / 4) * 4;
+  const candidates = options.cluster === undefined
+    ? CE_CLUSTERS
+    : CE_CLUSTERS.filter((c) => c === options.cluster);
+  const cluster = candidates.find((c) => sliceOf(c) <= maxSlice);
+  if (cluster === undefined) return undefined;
+  const slice = sliceOf(cluster);
+  return { cluster, slice, sharedBytes: prefetchSharedBytes(slice) };
+}
+
+/**
+ * The kernel a plan launches for dlogits of type `dtype`.
+ *
+ * @example
+ * ```ts
+ * prefetchKernelName(4, "bf16"); // "cross_entropy_rows_prefetch4_bf16"
+ * ```
+ */
+export function prefetchKernelName(cluster: number, dtype: TensorDType): string {
+  return `cross_entropy_rows_prefetch${cluster === 1 ? "" : cluster}_${dtype}`;
+}
