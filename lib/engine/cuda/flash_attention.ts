@@ -1,5 +1,6 @@
 // Flash attention on the CUDA engine: launches the FlashAttention-2 kernels of
-// kernels/flash_attention_*.cu (mma.sync tensor cores; bf16, causal, grouped heads, head dims 64, 128).
+// kernels/flash_attention_*.cu (mma.sync tensor cores; bf16, causal, grouped heads, head dims 64, 128),
+// and at head dim 64 on sm_90 the Hopper wgmma kernels (flash_attention_fwd_wg.cu, wgmma.cu).
 // The CudaEngine's attention ops call these for bf16 tensors with those head dims and keep the simple
 // kernels (attention.cu) for the rest. dq is summed over key blocks with f32 vector reductions into
 // a zeroed [B, T, H, D] f32 buffer (4 bytes per element of q, freed after the call), then scaled and
@@ -23,8 +24,6 @@ const FWD_THREADS = 128;
 const BWD_KEYS = 128;
 const BWD_THREADS = 256;
 const BWD_ROWS = 64;
-/** Smallest key block of any backward kernel (the grid-size limit is checked against it). */
-const MIN_BWD_KEYS = 64;
 /** A flash kernel and its launch shape: `rows` = query rows per forward block or keys per backward
  * block, `threads` per block, dynamic shared bytes. */
 interface FlashKernel {
@@ -33,18 +32,23 @@ interface FlashKernel {
   threads: number;
   sharedBytes: number;
 }
-/** The wgmma backward for head dim 64 on sm_90 (kernels/wgmma.cu): `warpgroups` x 64 keys per block,
- * shared memory WB_SHARED_BYTES(warpgroups): k, v and ds^T [2 steps] [keys][64], q and dout
- * [2][64][64] bf16, lse and delta [2][2][64] f32, 1024 bytes to align the tiles. */
-function wgmmaBackward(name: string, warpgroups: number): FlashKernel {
-  const tileK = warpgroups * 64 * 64 * 2;
-  return {
-    name,
-    rows: 64 * warpgroups,
-    threads: 128 * warpgroups,
-    sharedBytes: 4 * tileK + 4 * 64 * 64 * 2 + 4 * 64 * 4 + 1024,
-  };
-}
+/** The Hopper (sm_90) kernels for head dim 64. Forward (kernels/flash_attention_fwd_wg.cu): 192 query
+ * rows in three consumer warpgroups + a producer warpgroup; shared memory FW_SHARED_BYTES: q [192][64],
+ * 3 stages of k and v [128][64] bf16, 6 mbarriers, 1024 bytes to align the tiles. Backward
+ * (kernels/wgmma.cu): 128 keys in two warpgroups; shared memory WB_SHARED_BYTES: k, v and ds^T
+ * [2 steps] [128][64], q and dout [2][64][64] bf16, lse and delta [2][2][64] f32, 1024 to align. */
+const WGMMA_FORWARD: FlashKernel = {
+  name: "flash_attention_fwd_wg_d64",
+  rows: 192,
+  threads: 512,
+  sharedBytes: 3 * 8192 + 3 * 2 * 16384 + 6 * 8 + 1024,
+};
+const WGMMA_BACKWARD: FlashKernel = {
+  name: "flash_attention_bwd_wg_d64",
+  rows: BWD_KEYS,
+  threads: BWD_THREADS,
+  sharedBytes: 4 * 16384 + 4 * 8192 + 4 * 64 * 4 + 1024,
+};
 /** bf16 elements of padding per shared-memory row (FA_PAD). */
 const PAD = 8;
 /** Threads per block of the delta and dq kernels; dq blocks per multiprocessor. */
@@ -127,7 +131,7 @@ export function flashAttentionApplies(
 ): boolean {
   return tensors.dtype === "bf16" && FLASH_HEAD_DIMS.includes(dims.d) && dims.hv > 0 &&
     dims.hk % dims.hv === 0 &&
-    Math.ceil(dims.t / MIN_BWD_KEYS) <= MAX_GRID_Z && tensors.pointers.every((p) => (p & 15n) === 0n);
+    Math.ceil(dims.t / BWD_KEYS) <= MAX_GRID_Z && tensors.pointers.every((p) => (p & 15n) === 0n);
 }
 
 /** Dynamic shared memory of the forward kernel for head dim `d` (bytes). */
@@ -143,8 +147,9 @@ function backwardSharedBytes(d: number): number {
     4 * BWD_ROWS * 4;
 }
 
-/** The forward kernel for head dim `d` on `device`. */
-function forwardKernel(_device: CudaDevice, d: number): FlashKernel {
+/** The forward kernel for head dim `d` on `device`: wgmma at head dim 64 on sm_90, else mma.sync. */
+function forwardKernel(device: CudaDevice, d: number): FlashKernel {
+  if (d === 64 && device.info.arch === 90) return WGMMA_FORWARD;
   return {
     name: `flash_attention_fwd_d${d}`,
     rows: FWD_ROWS,
@@ -155,7 +160,7 @@ function forwardKernel(_device: CudaDevice, d: number): FlashKernel {
 
 /** The backward kernel for head dim `d` on `device`: wgmma at head dim 64 on sm_90, else mma.sync. */
 function backwardKernel(device: CudaDevice, d: number): FlashKernel {
-  if (d === 64 && device.info.arch === 90) return wgmmaBackward("flash_attention_bwd_wg_d64", 2);
+  if (d === 64 && device.info.arch === 90) return WGMMA_BACKWARD;
   return {
     name: `flash_attention_bwd_d${d}`,
     rows: BWD_KEYS,

@@ -1,29 +1,30 @@
 // Flash-attention forward on Hopper wgmma (sm_90a) for head dim 64: same contract as
 // flash_attention_fwd_d64 (flash_attention_fwd.cu: arguments, layouts, causal, grouped heads, out and lse).
-// One block = WGS warpgroups x 64 query rows of one head; key/value tiles of FW_KEYS rows stream
-// through STAGES shared-memory stages, STAGES - 2 tiles ahead (cp.async by every thread, 128-byte
-// swizzled [rows][64] tiles).
-// Per warpgroup and key tile j: S = Q K_j^T (m64n128k16, Q and K K-major from shared memory), online
-// softmax in registers (log2 domain, as flash_fwd), P -> A fragments in registers, O += P V_j
-// (m64n64k16, V [keys][dims] MN-major). OVERLAP: S_{j+1} is issued before O += P_j V_j and its softmax
-// runs while that product is in flight (FlashAttention-3's intra-warpgroup pipelining).
-// Grid: (H, B, ceil(T / (64 WGS))), the longest (last) query blocks first.
-// Shapes: Q tile [64 WGS][64], K and V tiles [FW_KEYS][64] bf16; per thread S 64 f32, O 32 f32, P 32 u32.
+// One block = 192 query rows of one head in three consumer warpgroups (64 rows each) plus a producer
+// warpgroup that copies Q and the key/value tiles (FW_KEYS rows, FW_STAGES shared-memory stages,
+// 128-byte swizzled [rows][64] tiles) with cp.async and hands most of its registers to the consumers
+// (setmaxnreg). Per consumer warpgroup and key tile j: S = Q K_j^T (m64n128k16, Q and K K-major from
+// shared memory), online softmax in registers (log2 domain, as flash_fwd), P -> A fragments in
+// registers, O += P V_j (m64n64k16, V [keys][dims] MN-major); S_{j+1} is issued before O += P_j V_j
+// and its softmax runs while that product is in flight (FlashAttention-3's intra-warpgroup pipelining).
+// Measured on the H200 (T 8k-128k, B H32 K4): 412-445 TFLOP/s, against 301-313 for the mma.sync
+// kernel; two consumer warpgroups (with or without a producer warp) and variants without the producer
+// reached 220-360 (session 3, explore timing, removed).
+// Grid: (H, B, ceil(T / 192)), the longest (last) query blocks first.
+// Shapes: Q tile [192][64], K and V tiles [FW_KEYS][64] bf16; per consumer thread S 64 f32, O 32 f32,
+// P 32 u32.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 #define FW_KEYS 128
-#define FW_TILE_Q 8192  /* [64][64] bf16 per warpgroup */
+#define FW_STAGES 3
+#define FW_CONSUMERS 3 /* warpgroups of 64 query rows */
+#define FW_TILE_Q 8192  /* [64][64] bf16 per consumer warpgroup */
 #define FW_TILE_K 16384 /* [FW_KEYS][64] bf16 */
-/** Dynamic shared memory of a forward with `wgs` warpgroups and `stages` K/V stages: Q, the stages of
- * (K, V), 1024 bytes to align the tiles. */
-#define FW_SHARED_BYTES(wgs, stages) ((wgs) * FW_TILE_Q + (stages) * 2 * FW_TILE_K + 1024)
-/** flash_attention_fwd_wg_d64: 2 warpgroups (128 query rows, 256 threads), 3 stages: 115712 bytes.
- * Variants for the timing script (explore/fwd_wg.ts): _s4 (4 stages, 148480 bytes), _r192 (3
- * warpgroups = 192 rows, 384 threads, 3 stages: 123904 bytes), _serial (as the default without
- * OVERLAP), _ws / _wspp (warp-specialized, below: 128 rows, 288 threads, 3 stages + mbarriers: 115760
- * bytes), _ws_r192 (192 rows in 3 warpgroups + a producer warpgroup, 512 threads: 123952 bytes). */
-#define FW_WG_D64_THREADS 256
-#define FW_WG_D64_SHARED FW_SHARED_BYTES(2, 3)
+/** Threads of flash_attention_fwd_wg_d64 (consumers + the producer warpgroup) and its dynamic shared
+ * memory: Q, FW_STAGES x (K, V), the full and empty mbarriers (8 bytes each per stage), 1024 bytes to
+ * align the tiles: 123952 bytes. */
+#define FW_THREADS (128 * FW_CONSUMERS + 128)
+#define FW_SHARED_BYTES (FW_CONSUMERS * FW_TILE_Q + FW_STAGES * 2 * FW_TILE_K + 16 * FW_STAGES + 1024)
 
 /** d[64x128] += a[64x16] * b[16x128], both K-major from descriptors. Accumulator layout as
  * wg_mma_m64n64k16 with 16 column tiles of 8: d[4j..4j+3] for columns 8j + 2c (+1). */
@@ -34,35 +35,6 @@ __device__ __forceinline__ void fw_mma_m64n128k16(float* d, u64 da, u64 db) {
       "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
       : "l"(da), "l"(db));
-}
-
-/** Pins N registers at this point of the program (an empty asm that reads and writes them), so the
- * compiler neither reads a wgmma accumulator before the wait that completes it nor writes one while a
- * wgmma that uses it may be in flight. */
-template <int N>
-__device__ __forceinline__ void fw_pin(float* r) {
-#pragma unroll
-  for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
-}
-template <int N>
-__device__ __forceinline__ void fw_pin(u32* r) {
-#pragma unroll
-  for (int i = 0; i < N; i++) asm volatile("" : "+r"(r[i])::"memory");
-}
-
-/** Copies rows row0.. (64 bf16 each, `stride` elements apart) into a swizzled [ROWS][64] tile at shared
- * address `dst` with cp.async from THREADS threads; rows at or past `rows` are zero-filled. */
-template <int ROWS, int THREADS>
-__device__ __forceinline__ void fw_load_tile(u32 dst, const bf16* base, i64 stride, int row0, int rows) {
-  constexpr int CHUNKS = ROWS * 8;
-#pragma unroll
-  for (int j = 0; j < (CHUNKS + THREADS - 1) / THREADS; j++) {
-    const int i = threadIdx.x + j * THREADS, r = i >> 3, c = (i & 7) * 8;
-    if (CHUNKS % THREADS == 0 || i < CHUNKS) {
-      const bool inside = row0 + r < rows;
-      fa_cp16(dst + wg_swizzle128(r, c), base + (inside ? (i64)(row0 + r) * stride + c : 0), inside ? 16 : 0);
-    }
-  }
 }
 
 /** Issues S = Q K^T for one warpgroup (s zeroed first): q, k the shared addresses of its Q rows and
@@ -142,123 +114,12 @@ __device__ __forceinline__ void fw_rescale_pack(float* o, u32* p, const float* s
 
 extern __shared__ u32x4 fw_shared[];
 
-template <int WGS, int STAGES, bool OVERLAP>
-__device__ __forceinline__ void flash_fwd_wg(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
-                                             int T, int H, int HK, int HV, float scale_log2) {
-  constexpr int D = 64, ROWS = 64 * WGS, THREADS = 128 * WGS, AHEAD = STAGES - 2;
-  static_assert(AHEAD >= 1, "a stage for the tile in use, one for the previous V, one or more ahead");
-  const u32 base = (fa_smem(fw_shared) + 1023u) & ~1023u;
-  const u32 sq = base, skv = base + WGS * FW_TILE_Q; // stage s: K at skv + 2 s FW_TILE_K, V after it
-  const int h = blockIdx.x, b = blockIdx.y;
-  const int q0 = (gridDim.z - 1 - blockIdx.z) * ROWS;
-  const int hk = h / (H / HK), hv = h / (H / HV);
-  const int wg = threadIdx.x >> 7, wi = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-  const i64 qstride = (i64)H * D, kstride = (i64)HK * D, vstride = (i64)HV * D;
-  const bf16* kb = k + ((i64)b * T * HK + hk) * D;
-  const bf16* vb = v + ((i64)b * T * HV + hv) * D;
-  const int tiles = (imin(T, q0 + ROWS) - 1) / FW_KEYS + 1;
-  // This warpgroup's rows q0 + 64 wg .. wlast need key tiles 0 .. wtiles - 1 (none if all rows >= T).
-  const int wfirst = q0 + 64 * wg, wlast = imin(T - 1, wfirst + 63);
-  const int wtiles = wfirst < T ? wlast / FW_KEYS + 1 : 0;
-  const int row0 = wfirst + 16 * wi + g; // this thread's rows: row0, row0 + 8
-  const u32 sqw = sq + wg * FW_TILE_Q;
-  auto load_tile = [&](int t) {
-    const u32 dst = skv + (t % STAGES) * 2 * FW_TILE_K;
-    fw_load_tile<FW_KEYS, THREADS>(dst, kb, kstride, t * FW_KEYS, T);
-    fw_load_tile<FW_KEYS, THREADS>(dst + FW_TILE_K, vb, vstride, t * FW_KEYS, T);
-  };
-
-  fw_load_tile<ROWS, THREADS>(sq, q + ((i64)b * T * H + h) * D, qstride, q0, T);
-  for (int t = 0; t < AHEAD; t++) { // group t: tile t (and Q in group 0)
-    if (t < tiles) load_tile(t);
-    fa_cp_commit();
-  }
-
-  float s[64], o[32], m[2] = {-F32_INFINITY, -F32_INFINITY}, l[2] = {0.f, 0.f}, alpha[2];
-  u32 p[32];
-#pragma unroll
-  for (int i = 0; i < 32; i++) o[i] = 0.f;
-
-  for (int j = 0; j < tiles; j++) {
-    fa_cp_wait<AHEAD - 1>();
-    wg_fence_shared();
-    __syncthreads(); // tile j (group j) has landed; every warpgroup is done with tile j - 2's stage
-    // Tile j + AHEAD goes to tile j - 2's stage, once this warpgroup's products are issued (with 3
-    // warpgroups, 168 registers a thread, before them: loading while the products are in flight spills).
-    constexpr bool EARLY = WGS == 3;
-    auto prefetch = [&]() {
-      if (j + AHEAD < tiles) load_tile(j + AHEAD);
-      fa_cp_commit();
-    };
-    if (EARLY) prefetch();
-    const u32 sk = skv + (j % STAGES) * 2 * FW_TILE_K;
-    const u32 svprev = skv + ((j + STAGES - 1) % STAGES) * 2 * FW_TILE_K + FW_TILE_K;
-    const int key0 = j * FW_KEYS;
-    if (j < wtiles) {
-      fw_issue_s(s, sqw, sk);
-      if (OVERLAP && j > 0) {
-        fw_issue_pv(o, p, svprev); // O += P_{j-1} V_{j-1} while the softmax of S_j runs
-        if (!EARLY) prefetch();
-        wg_wait<1>();
-      } else {
-        if (!EARLY) prefetch();
-        wg_wait<0>();
-      }
-      fw_pin<64>(s);
-      fw_softmax(s, m, l, alpha, key0 + FW_KEYS - 1 > wfirst, key0, row0, scale_log2);
-      if (OVERLAP) {
-        wg_wait<0>();
-        fw_pin<32>(o);
-        fw_pin<32>(p);
-      }
-      fw_rescale_pack(o, p, s, alpha);
-      if (!OVERLAP) {
-        fw_issue_pv(o, p, sk + FW_TILE_K);
-        wg_wait<0>();
-        fw_pin<32>(o);
-        fw_pin<32>(p);
-      }
-    } else if (OVERLAP && j == wtiles && j > 0) {
-      fw_issue_pv(o, p, svprev);
-      if (!EARLY) prefetch();
-      wg_wait<0>();
-      fw_pin<32>(o);
-    } else if (!EARLY) {
-      prefetch();
-    }
-  }
-  if (OVERLAP && wtiles == tiles) { // the last tile's O += P V
-    fw_issue_pv(o, p, skv + ((tiles - 1) % STAGES) * 2 * FW_TILE_K + FW_TILE_K);
-    wg_wait<0>();
-    fw_pin<32>(o);
-  }
-
-#pragma unroll
-  for (int half = 0; half < 2; half++) {
-    float sum = l[half];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    const int row = row0 + 8 * half;
-    if (row >= T) continue;
-    const float inv = 1.f / sum;
-    u32* dst = reinterpret_cast<u32*>(out + ((i64)b * T * H + (i64)row * H + h) * D + 2 * c);
-#pragma unroll
-    for (int d = 0; d < 8; d++) dst[4 * d] = fa_pack(o[4 * d + 2 * half] * inv, o[4 * d + 2 * half + 1] * inv);
-    if (c == 0) lse[((i64)b * H + h) * T + row] = (m[half] + log2f(sum)) * FA_LN2;
-  }
-}
-
-// ---- warp-specialized variants: producer threads load, mbarriers instead of __syncthreads ----------
-// Threads 0..128 WGS - 1: consumer warpgroups as above (OVERLAP); then PRODUCERS threads (one warp, or a
-// whole warpgroup that gives its registers to the consumers with setmaxnreg), which copy Q and K/V
-// tiles with cp.async and signal full[stage] through cp.async.mbarrier.arrive.noinc (count PRODUCERS:
-// one per thread, when its copies have landed). Each consumer thread waits full[stage] for every tile
-// (so its arrivals on empty[] keep to the phases), then a proxy fence (the copies are generic-proxy
-// writes, wgmma reads through the async proxy), and arrives on empty[stage of tile j - 1] (count
-// 128 WGS) once O += P_{j-1} V_{j-1} is done; the producer waits empty before refilling a stage.
-// PINGPONG: the warpgroups take turns issuing their products (named barriers 1 and 2, FlashAttention-3's
-// warp scheduler barriers), so one's softmax overlaps the other's tensor-core work. The warpgroups
-// iterate over all tiles of the block (inactive ones only keep the barrier counts).
+// The producer warpgroup signals full[stage] through cp.async.mbarrier.arrive.noinc (count 128: one
+// per producer thread, when its copies have landed). Each consumer thread waits full[stage] for every
+// tile (so its arrivals on empty[] keep to the phases), then a proxy fence (the copies are generic-proxy
+// writes, wgmma reads through the async proxy), and arrives on empty[stage of tile j - 1] (count 384)
+// once O += P_{j-1} V_{j-1} is done; the producer waits empty before refilling a stage. Consumer
+// warpgroups iterate over all tiles of the block (those whose rows are done only keep the counts).
 
 /** Registers per thread of the producer and consumer warpgroups after setmaxnreg (4 warpgroups of a
  * 512-thread block start at 128; 3 x 160 + 32 = 512). */
@@ -286,8 +147,6 @@ __device__ __forceinline__ void fw_mbar_wait(u32 bar, u32 parity) {
         : "memory");
   } while (!done);
 }
-__device__ __forceinline__ void fw_bar_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
-__device__ __forceinline__ void fw_bar_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
 
 /** Copies rows row0.. of a [ROWS][64] tile as fw_load_tile, by LANES threads (this one: `lane`). */
 template <int ROWS, int LANES>
@@ -301,12 +160,10 @@ __device__ __forceinline__ void fw_part_load_tile(u32 dst, const bf16* base, i64
   }
 }
 
-template <int WGS, int PRODUCERS, int STAGES, bool PINGPONG>
-__device__ __forceinline__ void flash_fwd_ws(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
-                                             int T, int H, int HK, int HV, float scale_log2) {
-  constexpr int D = 64, ROWS = 64 * WGS;
-  static_assert(!PINGPONG || WGS == 2, "turns between two warpgroups");
-  static_assert(PRODUCERS == 32 || (PRODUCERS == 128 && WGS == 3), "a warp, or a warpgroup beside three");
+extern "C" __global__ void __launch_bounds__(FW_THREADS, 1)
+    flash_attention_fwd_wg_d64(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int T, int H,
+                               int HK, int HV, float scale_log2) {
+  constexpr int D = 64, WGS = FW_CONSUMERS, ROWS = 64 * WGS, PRODUCERS = 128, STAGES = FW_STAGES;
   const u32 base = (fa_smem(fw_shared) + 1023u) & ~1023u;
   const u32 sq = base, skv = base + WGS * FW_TILE_Q; // stage s: K at skv + 2 s FW_TILE_K, V after it
   const u32 full = skv + STAGES * 2 * FW_TILE_K, empty = full + 8 * STAGES; // mbarriers, 8 bytes each
@@ -324,7 +181,7 @@ __device__ __forceinline__ void flash_fwd_ws(bf16* out, float* lse, const bf16* 
   __syncthreads();
 
   if (wg == WGS) { // the producers
-    if (PRODUCERS == 128) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(FW_PRODUCER_REGS));
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(FW_PRODUCER_REGS));
     const int pi = threadIdx.x - 128 * WGS;
     const int hk = h / (H / HK), hv = h / (H / HV);
     const bf16* kb = k + ((i64)b * T * HK + hk) * D;
@@ -341,7 +198,7 @@ __device__ __forceinline__ void flash_fwd_ws(bf16* out, float* lse, const bf16* 
     fa_cp_wait<0>();
     return;
   }
-  if (PRODUCERS == 128) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(FW_CONSUMER_REGS));
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(FW_CONSUMER_REGS));
 
   const int wfirst = q0 + 64 * wg, wlast = imin(T - 1, wfirst + 63);
   const int wtiles = wfirst < T ? wlast / FW_KEYS + 1 : 0;
@@ -351,7 +208,6 @@ __device__ __forceinline__ void flash_fwd_ws(bf16* out, float* lse, const bf16* 
   u32 p[32];
 #pragma unroll
   for (int i = 0; i < 32; i++) o[i] = 0.f;
-  if (PINGPONG && wg == 1) fw_bar_arrive(1); // warpgroup 0 issues first
 
   for (int j = 0; j < tiles; j++) {
     const int st = j % STAGES;
@@ -359,38 +215,31 @@ __device__ __forceinline__ void flash_fwd_ws(bf16* out, float* lse, const bf16* 
     const u32 svprev = skv + ((j + STAGES - 1) % STAGES) * 2 * FW_TILE_K + FW_TILE_K;
     fw_mbar_wait(full + 8 * st, (j / STAGES) & 1);
     wg_fence_shared();
-    if (PINGPONG) fw_bar_sync(1 + wg);
-    const bool pass = PINGPONG && !(wg == 1 && j == tiles - 1); // then the other warpgroup's turn
     if (j < wtiles) {
       fw_issue_s(s, sqw, sk);
       if (j > 0) {
         fw_issue_pv(o, p, svprev); // O += P_{j-1} V_{j-1} while the softmax of S_j runs
-        if (pass) fw_bar_arrive(2 - wg);
         wg_wait<1>();
       } else {
-        if (pass) fw_bar_arrive(2 - wg);
         wg_wait<0>();
       }
-      fw_pin<64>(s);
+      wg_fence_operands<64>(s);
       fw_softmax(s, m, l, alpha, j * FW_KEYS + FW_KEYS - 1 > wfirst, j * FW_KEYS, row0, scale_log2);
       wg_wait<0>();
-      fw_pin<32>(o);
-      fw_pin<32>(p);
+      wg_fence_operands<32>(o);
+      wg_fence_operands<32>(p);
       fw_rescale_pack(o, p, s, alpha);
     } else if (j == wtiles && j > 0) {
       fw_issue_pv(o, p, svprev);
-      if (pass) fw_bar_arrive(2 - wg);
       wg_wait<0>();
-      fw_pin<32>(o);
-    } else if (pass) {
-      fw_bar_arrive(2 - wg);
+      wg_fence_operands<32>(o);
     }
     if (j > 0) fw_mbar_arrive(empty + 8 * ((j + STAGES - 1) % STAGES)); // done with tile j - 1
   }
   if (wtiles == tiles) { // the last tile's O += P V
     fw_issue_pv(o, p, skv + ((tiles - 1) % STAGES) * 2 * FW_TILE_K + FW_TILE_K);
     wg_wait<0>();
-    fw_pin<32>(o);
+    wg_fence_operands<32>(o);
   }
 
 #pragma unroll
@@ -408,24 +257,4 @@ __device__ __forceinline__ void flash_fwd_ws(bf16* out, float* lse, const bf16* 
   }
 }
 
-#define FLASH_FWD_WS(WGS, PRODUCERS, STAGES, PINGPONG, NAME)                                                 \
-  extern "C" __global__ void __launch_bounds__(128 * WGS + PRODUCERS, 1)                                   \
-      NAME(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int T, int H, int HK, int HV, \
-           float scale_log2) {                                                                             \
-    flash_fwd_ws<WGS, PRODUCERS, STAGES, PINGPONG>(out, lse, q, k, v, T, H, HK, HV, scale_log2);          \
-  }
-FLASH_FWD_WS(2, 32, 3, false, flash_attention_fwd_wg_d64_ws)
-FLASH_FWD_WS(2, 32, 3, true, flash_attention_fwd_wg_d64_wspp)
-FLASH_FWD_WS(3, 128, 3, false, flash_attention_fwd_wg_d64_ws_r192)
-
-#define FLASH_FWD_WG(WGS, STAGES, OVERLAP, NAME)                                                             \
-  extern "C" __global__ void __launch_bounds__(128 * WGS, 1)                                               \
-      NAME(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int T, int H, int HK, int HV, \
-           float scale_log2) {                                                                             \
-    flash_fwd_wg<WGS, STAGES, OVERLAP>(out, lse, q, k, v, T, H, HK, HV, scale_log2);                      \
-  }
-FLASH_FWD_WG(2, 3, true, flash_attention_fwd_wg_d64)
-FLASH_FWD_WG(2, 4, true, flash_attention_fwd_wg_d64_s4)
-FLASH_FWD_WG(3, 3, true, flash_attention_fwd_wg_d64_r192)
-FLASH_FWD_WG(2, 3, false, flash_attention_fwd_wg_d64_serial)
 #endif

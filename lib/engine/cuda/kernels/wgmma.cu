@@ -27,11 +27,17 @@ template <int N>
 __device__ __forceinline__ void wg_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
-/** Keeps the compiler from moving reads or writes of these accumulator registers across a wgmma wait. */
+/** Keeps the compiler from moving reads or writes of these registers (accumulators, A fragments) across
+ * a wgmma wait. */
 template <int N>
 __device__ __forceinline__ void wg_fence_operands(float* r) {
 #pragma unroll
   for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void wg_fence_operands(u32* r) {
+#pragma unroll
+  for (int i = 0; i < N; i++) asm volatile("" : "+r"(r[i])::"memory");
 }
 /** Makes this thread's generic-proxy shared-memory writes visible to wgmma (the async proxy). */
 __device__ __forceinline__ void wg_fence_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
@@ -137,13 +143,6 @@ __device__ __forceinline__ void wg_mma_m64n32k16(float* d, u64 da, u64 db) {
   }
 }
 
-/** d[64xN] (+)= a[64x16] * b[16xN] for N 64 or 32 (wg_mma_m64n64k16 / wg_mma_m64n32k16). */
-template <int N, int TA, int TB, int ZERO>
-__device__ __forceinline__ void wg_mma_m64nk16(float* d, u64 da, u64 db) {
-  if constexpr (N == 64) wg_mma_m64n64k16<TA, TB, ZERO>(d, da, db);
-  else wg_mma_m64n32k16<TA, TB, ZERO>(d, da, db);
-}
-
 /** Probe of the two mechanisms the attention backward needs beyond wg_probe, for a [64 m][64 k] and
  * b [64 k][64 n] row-major in global memory (b stored MN-major: rows k, n contiguous):
  * REGA = 1: d[64][64] = a . b with a in registers (the A fragment built from global memory);
@@ -207,6 +206,9 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_probe_n32(float* d, cons
 //      dk += ds^T q with A from registers and B (dout, q) MN-major; ds^T also to shared memory;
 //   3. dq = ds k [64 queries x 32 dims per warpgroup]: A = ds^T stored [keys][queries] (MN-major), B = k
 //      stored [keys][dims] (MN-major, starting at dim 32w), added to dq_acc with 16-byte reductions.
+// Measured on the H200 (T 8k-128k, B H32 K4): 266-281 TFLOP/s; the synchronous first version 234-248.
+// Tried and removed (same session): s/dp issued per 32-query half (251-270), one warpgroup of 64 keys per
+// block with two blocks per SM (193-220: twice the q/dout loads and dq reductions per product).
 // Pipelined: step it queues dq of step it - 1 (ds^T double-buffered in shared memory) behind its own
 // s^T / dp^T products, so the tensor cores compute it during step it's exponentials, and reduces it into
 // dq_acc while dv / dk of step it run. First k-steps use ZERO accumulation (no register zeroing: ptxas
@@ -219,25 +221,26 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_probe_n32(float* d, cons
 #define WB_SBO_K 1024
 #define WB_LBO_MN 1024
 #define WB_SBO_MN 1024
+#define WB_KEYS 128
 #define WB_ROWS 64
-#define WB_TILE_Q 8192 /* [64][64] bf16 */
-/** Shared-memory layout of a block of `wgs` warpgroups (64 keys each; byte offsets): k, v [keys][64],
- * q and dout [2 stages][64][64], ds^T [2 steps][keys][64 queries] bf16, lse * log2(e) and delta
- * [2 stages][2][64] f32; the dynamic shared bytes add 1024 to align the tiles. */
-#define WB_TILE_K(wgs) ((wgs) * 8192)
-#define WB_SQ(wgs) (2 * WB_TILE_K(wgs))
-#define WB_SDO(wgs) (WB_SQ(wgs) + 2 * WB_TILE_Q)
-#define WB_SDS(wgs) (WB_SDO(wgs) + 2 * WB_TILE_Q)
-#define WB_STATS(wgs) (WB_SDS(wgs) + 2 * WB_TILE_K(wgs))
-#define WB_SHARED_BYTES(wgs) (WB_STATS(wgs) + 2 * 2 * WB_ROWS * 4 + 1024)
+#define WB_TILE_K 16384 /* [128][64] bf16 */
+#define WB_TILE_Q 8192  /* [64][64] bf16 */
+#define WB_SK 0
+#define WB_SV (WB_SK + WB_TILE_K)
+#define WB_SQ (WB_SV + WB_TILE_K)          /* [2 stages] */
+#define WB_SDO (WB_SQ + 2 * WB_TILE_Q)     /* [2 stages] */
+#define WB_SDS (WB_SDO + 2 * WB_TILE_Q)    /* ds^T [2 steps][128 keys][64 queries] */
+#define WB_STATS (WB_SDS + 2 * WB_TILE_K)      /* lse * log2(e), delta: [2 stages][2][64] f32 */
+/** Dynamic shared memory of flash_attention_bwd_wg_d64, with 1024 bytes to align the tiles. */
+#define WB_SHARED_BYTES (WB_STATS + 2 * 2 * WB_ROWS * 4 + 1024)
 
 /** Copies rows row0.. (64 bf16 each, `stride` elements apart) into a swizzled [ROWS][64] tile at shared
  * address `dst`; rows at or past `rows` are zero-filled. */
-template <int ROWS, int THREADS>
+template <int ROWS>
 __device__ __forceinline__ void wb_load_tile(u32 dst, const bf16* base, i64 stride, int row0, int rows) {
 #pragma unroll
-  for (int j = 0; j < ROWS * 8 / THREADS; j++) {
-    const int i = threadIdx.x + j * THREADS, r = i >> 3, c = (i & 7) * 8;
+  for (int j = 0; j < ROWS * 8 / 256; j++) {
+    const int i = threadIdx.x + j * 256, r = i >> 3, c = (i & 7) * 8;
     const bool inside = row0 + r < rows;
     fa_cp16(dst + wg_swizzle128(r, c), base + (inside ? (i64)(row0 + r) * stride + c : 0), inside ? 16 : 0);
   }
@@ -245,20 +248,14 @@ __device__ __forceinline__ void wb_load_tile(u32 dst, const bf16* base, i64 stri
 
 extern __shared__ u32x4 wb_shared[];
 
-/** The backward's body; HALVES = 2 issues s^T / dp^T per 32-query half, so the exponentials of the first
- * half run while the tensor cores compute the second, and dv / dk of the first half while the
- * exponentials of the second run. */
-template <int HALVES, int WGS>
-__device__ __forceinline__ void wb_bwd(float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q,
-                                       const bf16* k, const bf16* v, const bf16* dout, const float* lse,
-                                       const float* delta, int T, int H, int HK, int HV, float scale_log2,
-                                       float scale) {
-  constexpr int D = 64, NQ = WB_ROWS / HALVES; // queries per half
-  constexpr int KEYS = 64 * WGS, THREADS = 128 * WGS, NDQ = D / WGS; // NDQ: dq dims per warpgroup
-  constexpr u32 SK = 0, SV = WB_TILE_K(WGS), SQ = WB_SQ(WGS), SDO = WB_SDO(WGS), SDS = WB_SDS(WGS);
+extern "C" __global__ void __launch_bounds__(256, 1) flash_attention_bwd_wg_d64(
+    float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k, const bf16* v,
+    const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, int HV, float scale_log2,
+    float scale) {
+  constexpr int D = 64;
   const u32 base = (fa_smem(wb_shared) + 1023u) & ~1023u;
-  float* stats = reinterpret_cast<float*>(reinterpret_cast<char*>(wb_shared) + (base - fa_smem(wb_shared)) + WB_STATS(WGS));
-  const int hk = blockIdx.x, b = blockIdx.y, k0 = blockIdx.z * KEYS;
+  float* stats = reinterpret_cast<float*>(reinterpret_cast<char*>(wb_shared) + (base - fa_smem(wb_shared)) + WB_STATS);
+  const int hk = blockIdx.x, b = blockIdx.y, k0 = blockIdx.z * WB_KEYS;
   const int group = H / HK, hv = hk / (HK / HV);
   const int wg = threadIdx.x >> 7, wi = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
   const i64 qstride = (i64)H * D, kstride = (i64)HK * D, vstride = (i64)HV * D;
@@ -266,36 +263,36 @@ __device__ __forceinline__ void wb_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   auto step_head = [&](int it) { return hk * group + it / qblocks; };
   auto step_q0 = [&](int it) { return (qfirst + it % qblocks) * WB_ROWS; };
 
-  wb_load_tile<KEYS, THREADS>(base + SK, k + ((i64)b * T * HK + hk) * D, kstride, k0, T);
-  wb_load_tile<KEYS, THREADS>(base + SV, v + ((i64)b * T * HV + hv) * D, vstride, k0, T);
+  wb_load_tile<WB_KEYS>(base + WB_SK, k + ((i64)b * T * HK + hk) * D, kstride, k0, T);
+  wb_load_tile<WB_KEYS>(base + WB_SV, v + ((i64)b * T * HV + hv) * D, vstride, k0, T);
   auto load_step = [&](int it, int stage) {
     const int h = step_head(it), q0 = step_q0(it);
     const i64 head = (i64)b * T * H + h;
-    wb_load_tile<WB_ROWS, THREADS>(base + SQ + stage * WB_TILE_Q, q + head * D, qstride, q0, T);
-    wb_load_tile<WB_ROWS, THREADS>(base + SDO + stage * WB_TILE_Q, dout + head * D, qstride, q0, T);
-    for (int r = threadIdx.x; r < WB_ROWS; r += THREADS) {
+    wb_load_tile<WB_ROWS>(base + WB_SQ + stage * WB_TILE_Q, q + head * D, qstride, q0, T);
+    wb_load_tile<WB_ROWS>(base + WB_SDO + stage * WB_TILE_Q, dout + head * D, qstride, q0, T);
+    for (int r = threadIdx.x; r < WB_ROWS; r += 256) {
       const i64 at = ((i64)b * H + h) * T + q0 + r;
       const bool inside = q0 + r < T;
       stats[stage * 2 * WB_ROWS + r] = inside ? lse[at] * FA_LOG2E : F32_INFINITY;
       stats[stage * 2 * WB_ROWS + WB_ROWS + r] = inside ? delta[at] : 0.f;
     }
   };
-  // dq[64 queries, dims NDQ wg..] of step `it` = ds k over the block's keys (ds^T in buffer it & 1).
+  // dq[64 queries, dims 32wg..32wg+31] of step `it` = ds k over the 128 keys (ds^T in buffer it & 1).
   auto issue_dq = [&](float* acc, int it) {
-    const u32 sds = base + SDS + (it & 1) * WB_TILE_K(WGS), sk = base + SK + 2u * NDQ * wg;
-    wg_mma_m64nk16<NDQ, 1, 1, 1>(acc, wg_desc(sds, WB_LBO_MN, WB_SBO_MN), wg_desc(sk, WB_LBO_MN, WB_SBO_MN));
+    const u32 sds = base + WB_SDS + (it & 1) * WB_TILE_K, sk = base + WB_SK + 64u * wg;
+    wg_mma_m64n32k16<1, 1, 1>(acc, wg_desc(sds, WB_LBO_MN, WB_SBO_MN), wg_desc(sk, WB_LBO_MN, WB_SBO_MN));
 #pragma unroll
-    for (int kc = 1; kc < KEYS / 16; kc++) {
-      wg_mma_m64nk16<NDQ, 1, 1, 0>(acc, wg_desc(sds + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
-                                   wg_desc(sk + 2048u * kc, WB_LBO_MN, WB_SBO_MN));
+    for (int kc = 1; kc < WB_KEYS / 16; kc++) {
+      wg_mma_m64n32k16<1, 1>(acc, wg_desc(sds + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
+                             wg_desc(sk + 2048u * kc, WB_LBO_MN, WB_SBO_MN));
     }
   };
   auto reduce_dq = [&](const float* acc, int it) {
     const bool even = (c & 1) == 0;
     const int qrow = step_q0(it) + 16 * wi + g + (even ? 0 : 8);
-    float* dst = dq_acc + ((i64)b * T * H + (i64)qrow * H + step_head(it)) * D + NDQ * wg + 2 * (c & ~1);
+    float* dst = dq_acc + ((i64)b * T * H + (i64)qrow * H + step_head(it)) * D + 32 * wg + 2 * (c & ~1);
 #pragma unroll
-    for (int j = 0; j < NDQ / 8; j++) {
+    for (int j = 0; j < 4; j++) {
       const float s0 = __shfl_xor_sync(0xffffffffu, even ? acc[4 * j + 2] : acc[4 * j], 1);
       const float s1 = __shfl_xor_sync(0xffffffffu, even ? acc[4 * j + 3] : acc[4 * j + 1], 1);
       if (qrow < T) {
@@ -307,7 +304,7 @@ __device__ __forceinline__ void wb_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   load_step(0, 0);
   fa_cp_commit();
 
-  float dka[32], dva[32], acc[NDQ / 2];
+  float dka[32], dva[32], acc[16];
 #pragma unroll
   for (int i = 0; i < 32; i++) dka[i] = dva[i] = 0.f;
   const int krow = 64 * wg + 16 * wi + g; // this thread's key rows in the block: krow, krow + 8
@@ -320,80 +317,66 @@ __device__ __forceinline__ void wb_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
     if (it + 1 < steps) load_step(it + 1, stage ^ 1);
     fa_cp_commit();
     const int q0 = step_q0(it);
-    const u32 sq = base + SQ + stage * WB_TILE_Q, sdo = base + SDO + stage * WB_TILE_Q;
+    const u32 sq = base + WB_SQ + stage * WB_TILE_Q, sdo = base + WB_SDO + stage * WB_TILE_Q;
     const float* lrow = stats + stage * 2 * WB_ROWS;
     const float* drow = lrow + WB_ROWS;
 
-    // 1. s^T and dp^T for this warpgroup's 64 keys x the queries of each half; dq of step it - 1 queued
-    //    behind them, so the tensor cores work on it during this step's exponentials.
-    float st[HALVES][NQ / 2], dpt[HALVES][NQ / 2];
-    const u32 sk = base + SK + 8192u * wg, sv = base + SV + 8192u * wg;
+    // 1. s^T and dp^T for this warpgroup's 64 keys x the 64 queries; dq of step it - 1 queued behind
+    //    them, so the tensor cores work on it during this step's exponentials.
+    float st[32], dpt[32];
+    const u32 sk = base + WB_SK + 8192u * wg, sv = base + WB_SV + 8192u * wg;
     wg_fence();
+    wg_mma_m64n64k16<0, 0, 1>(st, wg_desc(sk, WB_LBO_K, WB_SBO_K), wg_desc(sq, WB_LBO_K, WB_SBO_K));
+    wg_mma_m64n64k16<0, 0, 1>(dpt, wg_desc(sv, WB_LBO_K, WB_SBO_K), wg_desc(sdo, WB_LBO_K, WB_SBO_K));
 #pragma unroll
-    for (int hf = 0; hf < HALVES; hf++) {
-      const u32 hq = sq + 1024u * (NQ / 8) * hf, hdo = sdo + 1024u * (NQ / 8) * hf;
-#pragma unroll
-      for (int kk = 0; kk < D / 16; kk++) {
-        if (kk == 0) {
-          wg_mma_m64nk16<NQ, 0, 0, 1>(st[hf], wg_desc(sk, WB_LBO_K, WB_SBO_K), wg_desc(hq, WB_LBO_K, WB_SBO_K));
-          wg_mma_m64nk16<NQ, 0, 0, 1>(dpt[hf], wg_desc(sv, WB_LBO_K, WB_SBO_K), wg_desc(hdo, WB_LBO_K, WB_SBO_K));
-        } else {
-          wg_mma_m64nk16<NQ, 0, 0, 0>(st[hf], wg_desc(sk + 32u * kk, WB_LBO_K, WB_SBO_K),
-                                      wg_desc(hq + 32u * kk, WB_LBO_K, WB_SBO_K));
-          wg_mma_m64nk16<NQ, 0, 0, 0>(dpt[hf], wg_desc(sv + 32u * kk, WB_LBO_K, WB_SBO_K),
-                                      wg_desc(hdo + 32u * kk, WB_LBO_K, WB_SBO_K));
-        }
-      }
-      wg_commit();
+    for (int kk = 1; kk < D / 16; kk++) {
+      wg_mma_m64n64k16<0, 0>(st, wg_desc(sk + 32u * kk, WB_LBO_K, WB_SBO_K), wg_desc(sq + 32u * kk, WB_LBO_K, WB_SBO_K));
+      wg_mma_m64n64k16<0, 0>(dpt, wg_desc(sv + 32u * kk, WB_LBO_K, WB_SBO_K), wg_desc(sdo + 32u * kk, WB_LBO_K, WB_SBO_K));
     }
+    wg_commit();
     if (it > 0) issue_dq(acc, it - 1);
     wg_commit();
+    wg_wait<1>();
+    wg_fence_operands<32>(st);
+    wg_fence_operands<32>(dpt);
 
-    const bool diagonal = q0 < k0 + KEYS;
-    const u32 sds = base + SDS + stage * WB_TILE_K(WGS);
+    // 2. p^T = exp(s - lse) (0 above the diagonal), ds^T = p^T (dp^T - delta); both as A fragments.
+    const bool diagonal = q0 < k0 + WB_KEYS;
+    const u32 sds = base + WB_SDS + stage * WB_TILE_K;
+    u32 pa[16], da[16]; // bf16 pairs: [n-tile j][half]: keys krow (+8), queries 8j + 2c (+1)
 #pragma unroll
-    for (int hf = 0; hf < HALVES; hf++) {
-      // Groups queued after this half's products: the later halves', dq's and the earlier halves' dv / dk.
-      wg_wait<HALVES>();
-      wg_fence_operands<NQ / 2>(st[hf]);
-      wg_fence_operands<NQ / 2>(dpt[hf]);
-      // 2. p^T = exp(s - lse) (0 above the diagonal), ds^T = p^T (dp^T - delta); both as A fragments.
-      u32 pa[NQ / 4], da[NQ / 4]; // bf16 pairs: [n-tile j][half]: keys krow (+8), queries 8j + 2c (+1)
+    for (int j = 0; j < 8; j++) {
 #pragma unroll
-      for (int j = 0; j < NQ / 8; j++) {
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-          const int key = k0 + krow + 8 * half, col = NQ * hf + 8 * j + 2 * c;
-          float p0 = fa_exp2(st[hf][4 * j + 2 * half] * scale_log2 - lrow[col]);
-          float p1 = fa_exp2(st[hf][4 * j + 2 * half + 1] * scale_log2 - lrow[col + 1]);
-          if (diagonal) {
-            if (key > q0 + col) p0 = 0.f;
-            if (key > q0 + col + 1) p1 = 0.f;
-          }
-          const float d0 = p0 * (dpt[hf][4 * j + 2 * half] - drow[col]);
-          const float d1 = p1 * (dpt[hf][4 * j + 2 * half + 1] - drow[col + 1]);
-          pa[2 * j + half] = fa_pack(p0, p1);
-          da[2 * j + half] = fa_pack(d0, d1);
-          asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sds + wg_swizzle128(krow + 8 * half, col)),
-                       "r"(da[2 * j + half]));
+      for (int half = 0; half < 2; half++) {
+        const int key = k0 + krow + 8 * half, col = 8 * j + 2 * c;
+        float p0 = fa_exp2(st[4 * j + 2 * half] * scale_log2 - lrow[col]);
+        float p1 = fa_exp2(st[4 * j + 2 * half + 1] * scale_log2 - lrow[col + 1]);
+        if (diagonal) {
+          if (key > q0 + col) p0 = 0.f;
+          if (key > q0 + col + 1) p1 = 0.f;
         }
+        const float d0 = p0 * (dpt[4 * j + 2 * half] - drow[col]);
+        const float d1 = p1 * (dpt[4 * j + 2 * half + 1] - drow[col + 1]);
+        pa[2 * j + half] = fa_pack(p0, p1);
+        da[2 * j + half] = fa_pack(d0, d1);
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sds + wg_swizzle128(krow + 8 * half, col)),
+                     "r"(da[2 * j + half]));
       }
-      // 3. dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries NQ hf + 16kq..): tiles 2kq, 2kq + 1.
-      wg_fence();
-#pragma unroll
-      for (int kq = 0; kq < NQ / 16; kq++) {
-        const u32 fp[4] = {pa[4 * kq], pa[4 * kq + 1], pa[4 * kq + 2], pa[4 * kq + 3]};
-        const u32 fd[4] = {da[4 * kq], da[4 * kq + 1], da[4 * kq + 2], da[4 * kq + 3]};
-        const u32 at = 2048u * (NQ / 16 * hf + kq);
-        wg_mma_m64n64k16_rega<1>(dva, fp, wg_desc(sdo + at, WB_LBO_MN, WB_SBO_MN));
-        wg_mma_m64n64k16_rega<1>(dka, fd, wg_desc(sq + at, WB_LBO_MN, WB_SBO_MN));
-      }
-      wg_commit();
     }
+    // 3. dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries 16kq..): tiles 2kq, 2kq + 1.
+    wg_fence();
+#pragma unroll
+    for (int kq = 0; kq < WB_ROWS / 16; kq++) {
+      const u32 fp[4] = {pa[4 * kq], pa[4 * kq + 1], pa[4 * kq + 2], pa[4 * kq + 3]};
+      const u32 fd[4] = {da[4 * kq], da[4 * kq + 1], da[4 * kq + 2], da[4 * kq + 3]};
+      wg_mma_m64n64k16_rega<1>(dva, fp, wg_desc(sdo + 2048u * kq, WB_LBO_MN, WB_SBO_MN));
+      wg_mma_m64n64k16_rega<1>(dka, fd, wg_desc(sq + 2048u * kq, WB_LBO_MN, WB_SBO_MN));
+    }
+    wg_commit();
     // 4. dq of step it - 1 into dq_acc while dv / dk run.
     if (it > 0) {
-      wg_wait<HALVES>();
-      wg_fence_operands<NDQ / 2>(acc);
+      wg_wait<1>();
+      wg_fence_operands<16>(acc);
       reduce_dq(acc, it - 1);
     }
     // dv / dk done: they are the last readers of this stage's tiles, into which step it + 1 loads step
@@ -407,7 +390,7 @@ __device__ __forceinline__ void wb_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   issue_dq(acc, steps - 1);
   wg_commit();
   wg_wait<0>();
-  wg_fence_operands<NDQ / 2>(acc);
+  wg_fence_operands<16>(acc);
   wg_fence_operands<32>(dka);
   wg_fence_operands<32>(dva);
   reduce_dq(acc, steps - 1);
@@ -433,16 +416,4 @@ __device__ __forceinline__ void wb_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
     }
   }
 }
-#define WB_BWD_KERNEL(name, halves, wgs)                                                           \
-  extern "C" __global__ void __launch_bounds__(128 * (wgs), (wgs) == 1 ? 2 : 1)                      \
-      name(float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k,           \
-           const bf16* v, const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, \
-           int HV, float scale_log2, float scale) {                                                  \
-    wb_bwd<halves, wgs>(dq_acc, dk, dv, dv_keys, q, k, v, dout, lse, delta, T, H, HK, HV, scale_log2,      \
-                   scale);                                                                           \
-  }
-WB_BWD_KERNEL(flash_attention_bwd_wg_d64, 1, 2)
-WB_BWD_KERNEL(flash_attention_bwd_wg_d64_split, 2, 2)
-WB_BWD_KERNEL(flash_attention_bwd_wg_d64_k64, 1, 1)
-WB_BWD_KERNEL(flash_attention_bwd_wg_d64_k64_split, 2, 1)
 #endif
