@@ -6,7 +6,7 @@
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
 dir="$root/lib/engine/cuda/kernels"
-files=$(sed -n '/^export const KERNEL_FILES/,/^] as const;/p' "$root/lib/engine/cuda/device.ts" | grep -o '"[a-z_]*\.cu"' | tr -d '"')
+files=$(sed -n '/^export const KERNEL_FILES/,/^] as const;/p' "$root/lib/engine/cuda/device.ts" | grep -o '"[a-z0-9_]*\.cu"' | tr -d '"')
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 { cat "$dir/common.cuh"; for f in $files; do echo; cat "$dir/$f"; done; } > "$work/harpe_kernels.cu"

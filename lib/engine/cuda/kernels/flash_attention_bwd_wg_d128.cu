@@ -1,0 +1,270 @@
+// Flash-attention backward on Hopper wgmma (sm_90a) for head dim 128: same contract and launch as
+// flash_attention_bwd_d128 (flash_attention_bwd.cu: dq_acc f32 reductions, dv_keys when KV < K).
+// One block = WD_KEYS (128) keys of one key head, two warpgroups (warpgroup w: keys 64w..64w+63), WD_ROWS
+// (32) queries per step. A 128-wide row is two 128-byte swizzled tiles [rows][64] side by side (dims
+// 0..63, 64..127; wg_swizzle128). Per step, per warpgroup:
+//   1. s^T = k q^T, dp^T = v dout^T [64 keys x 32 queries] (m64n32k16, K-major operands, K = 128 dims);
+//   2. p^T, ds^T in registers (accumulator layout = A-fragment layout); ds^T also to shared memory;
+//   3. dv += p^T dout, dk += ds^T q [64 keys x 128 dims] with A from registers, B (dout, q) MN-major:
+//      two m64n64k16 per k-step (one per 64-dim tile), or one m64n128k16 whose descriptor spans both
+//      tiles (WD_N128 variant: leading byte offset = the distance between the tiles);
+//   4. dq^T = k^T ds^T [64 dims (warpgroup w: dims 64w..) x 32 queries] (m64n32k16, A = k tile w
+//      MN-major, B = ds^T [keys][queries] MN-major, K = 128 keys), added to dq_acc [.., query, dim]
+//      with 8-byte reductions (lane pairs swap values so each holds two adjacent dims of one query).
+// Pipelined as flash_attention_bwd_wg_d64: dq^T of step it - 1 is queued behind step it's s^T / dp^T
+// (ds^T double-buffered: columns 0..31 / 32..63 of one [128][64] tile by step parity) and reduced while
+// dv / dk run; first k-steps use ZERO accumulation; the dv / dk wait is at the end of the step.
+// Per thread: dk, dv 64 + 64 f32, s^T, dp^T 16 + 16, dq^T 16, p^T / ds^T fragments 8 + 8 u32.
+// Grid: (K, B, ceil(T / WD_KEYS)). Not yet run on a GPU.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+#define WD_THREADS 256
+#define WD_KEYS 128
+#define WD_ROWS 32
+#define WD_TILE_K 16384 /* [128][64] bf16: half of a k or v tile */
+#define WD_TILE_Q 4096  /* [32][64] bf16: half of a q or dout tile */
+#define WD_SK 0                                /* k [2 halves] */
+#define WD_SV (WD_SK + 2 * WD_TILE_K)          /* v [2 halves] */
+#define WD_SQ (WD_SV + 2 * WD_TILE_K)          /* q [2 stages][2 halves] */
+#define WD_SDO (WD_SQ + 4 * WD_TILE_Q)         /* dout [2 stages][2 halves] */
+#define WD_SDS (WD_SDO + 4 * WD_TILE_Q)        /* ds^T [128 keys][2 step parities x 32 queries] */
+#define WD_STATS (WD_SDS + WD_TILE_K)          /* lse * log2(e), delta: [2 stages][2][32] f32 */
+/** Dynamic shared memory of flash_attention_bwd_wg_d128 (+ 1024 bytes to align the tiles): 115712. */
+#define WD_SHARED_BYTES (WD_STATS + 2 * 2 * WD_ROWS * 4 + 1024)
+
+/** d[64x128] += a[64x16] (registers, as wg_mma_m64n64k16_rega) * b[16x128] from a descriptor; TB: b is
+ * MN-major (then the descriptor's leading byte offset is the step between its two 64-column atoms). */
+template <int TB>
+__device__ __forceinline__ void wd_mma_m64n128k16_rega(float* d, const u32* a, u64 db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, %69;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(TB));
+}
+
+/** red.global.add of two adjacent f32 (8-byte aligned). */
+__device__ __forceinline__ void wd_red2(float* p, float a, float b) {
+  asm volatile("red.global.add.v2.f32 [%0], {%1,%2};\n" ::"l"(p), "f"(a), "f"(b) : "memory");
+}
+
+/** Copies rows row0.. (128 bf16 each, `stride` elements apart) into two swizzled [ROWS][64] tiles at
+ * shared address `dst` (dims 0..63, then dims 64..127 ROWS * 128 bytes further); rows at or past `rows`
+ * are zero-filled. */
+template <int ROWS>
+__device__ __forceinline__ void wd_load_rows(u32 dst, const bf16* base, i64 stride, int row0, int rows) {
+#pragma unroll
+  for (int j = 0; j < ROWS * 16 / WD_THREADS; j++) {
+    const int i = threadIdx.x + j * WD_THREADS, r = i >> 4, chunk = i & 15;
+    const bool inside = row0 + r < rows;
+    fa_cp16(dst + (chunk >> 3) * ROWS * 128 + wg_swizzle128(r, (chunk & 7) * 8),
+            base + (inside ? (i64)(row0 + r) * stride + chunk * 8 : 0), inside ? 16 : 0);
+  }
+}
+
+extern __shared__ u32x4 wd_shared[];
+
+template <int N128>
+__device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q,
+                                       const bf16* k, const bf16* v, const bf16* dout, const float* lse,
+                                       const float* delta, int T, int H, int HK, int HV, float scale_log2,
+                                       float scale) {
+  constexpr int D = 128;
+  const u32 base = (fa_smem(wd_shared) + 1023u) & ~1023u;
+  float* stats = reinterpret_cast<float*>(reinterpret_cast<char*>(wd_shared) + (base - fa_smem(wd_shared)) + WD_STATS);
+  const int hk = blockIdx.x, b = blockIdx.y, k0 = blockIdx.z * WD_KEYS;
+  const int group = H / HK, hv = hk / (HK / HV);
+  const int wg = threadIdx.x >> 7, wi = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  const i64 qstride = (i64)H * D, kstride = (i64)HK * D, vstride = (i64)HV * D;
+  const int qfirst = k0 / WD_ROWS, qblocks = (T + WD_ROWS - 1) / WD_ROWS - qfirst, steps = group * qblocks;
+  auto step_head = [&](int it) { return hk * group + it / qblocks; };
+  auto step_q0 = [&](int it) { return (qfirst + it % qblocks) * WD_ROWS; };
+
+  wd_load_rows<WD_KEYS>(base + WD_SK, k + ((i64)b * T * HK + hk) * D, kstride, k0, T);
+  wd_load_rows<WD_KEYS>(base + WD_SV, v + ((i64)b * T * HV + hv) * D, vstride, k0, T);
+  auto load_step = [&](int it, int stage) {
+    const int h = step_head(it), q0 = step_q0(it);
+    const i64 head = (i64)b * T * H + h;
+    wd_load_rows<WD_ROWS>(base + WD_SQ + stage * 2 * WD_TILE_Q, q + head * D, qstride, q0, T);
+    wd_load_rows<WD_ROWS>(base + WD_SDO + stage * 2 * WD_TILE_Q, dout + head * D, qstride, q0, T);
+    for (int r = threadIdx.x; r < WD_ROWS; r += WD_THREADS) {
+      const i64 at = ((i64)b * H + h) * T + q0 + r;
+      const bool inside = q0 + r < T;
+      stats[stage * 2 * WD_ROWS + r] = inside ? lse[at] * FA_LOG2E : F32_INFINITY;
+      stats[stage * 2 * WD_ROWS + WD_ROWS + r] = inside ? delta[at] : 0.f;
+    }
+  };
+  // dq^T [dims 64wg.., 32 queries] of step `it` = k^T ds^T over the 128 keys (ds^T columns 32 (it & 1)..).
+  auto issue_dq = [&](float* acc, int it) {
+    const u32 sds = base + WD_SDS + 64u * (it & 1), sk = base + WD_SK + WD_TILE_K * wg;
+    wg_mma_m64n32k16<1, 1, 1>(acc, wg_desc(sk, WB_LBO_MN, WB_SBO_MN), wg_desc(sds, WB_LBO_MN, WB_SBO_MN));
+#pragma unroll
+    for (int kc = 1; kc < WD_KEYS / 16; kc++) {
+      wg_mma_m64n32k16<1, 1>(acc, wg_desc(sk + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
+                             wg_desc(sds + 2048u * kc, WB_LBO_MN, WB_SBO_MN));
+    }
+  };
+  // acc[4j + 2half + e]: dim 64wg + 16wi + g + 8half, query 8j + 2c + e. Lanes g, g ^ 1 swap one value
+  // each: the even-g lane adds dims g, g + 1 of query 2c, the odd-g lane those of query 2c + 1.
+  auto reduce_dq = [&](const float* acc, int it) {
+    const bool odd = (g & 1) != 0;
+    const int q0 = step_q0(it);
+    const i64 head = (i64)b * T * H + step_head(it);
+    const int dim = 64 * wg + 16 * wi + (g & ~1);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+#pragma unroll
+      for (int half = 0; half < 2; half++) {
+        const float mine0 = acc[4 * j + 2 * half], mine1 = acc[4 * j + 2 * half + 1];
+        const float other = __shfl_xor_sync(0xffffffffu, odd ? mine0 : mine1, 4);
+        const int qrow = q0 + 8 * j + 2 * c + (odd ? 1 : 0);
+        if (qrow < T) {
+          float* dst = dq_acc + (head + (i64)qrow * H) * D + dim + 8 * half;
+          if (odd) wd_red2(dst, other, mine1);
+          else wd_red2(dst, mine0, other);
+        }
+      }
+    }
+  };
+  load_step(0, 0);
+  fa_cp_commit();
+
+  float dka[64], dva[64], acc[16];
+#pragma unroll
+  for (int i = 0; i < 64; i++) dka[i] = dva[i] = 0.f;
+  const int krow = 64 * wg + 16 * wi + g; // this thread's key rows in the block: krow, krow + 8
+
+  for (int it = 0; it < steps; it++) {
+    const int stage = it & 1;
+    fa_cp_wait<0>();
+    wg_fence_shared();
+    __syncthreads(); // step it's tiles and both warpgroups' ds^T of step it - 1 are in shared memory
+    if (it + 1 < steps) load_step(it + 1, stage ^ 1);
+    fa_cp_commit();
+    const int q0 = step_q0(it);
+    const u32 sq = base + WD_SQ + stage * 2 * WD_TILE_Q, sdo = base + WD_SDO + stage * 2 * WD_TILE_Q;
+    const float* lrow = stats + stage * 2 * WD_ROWS;
+    const float* drow = lrow + WD_ROWS;
+
+    // 1. s^T and dp^T for this warpgroup's 64 keys x the 32 queries (k-step kk: dims 16kk.., in tile
+    //    kk / 4 at byte 32 (kk % 4) of each row); dq^T of step it - 1 queued behind them.
+    float st[16], dpt[16];
+    const u32 sk = base + WD_SK + 8192u * wg, sv = base + WD_SV + 8192u * wg;
+    wg_fence();
+    wg_mma_m64n32k16<0, 0, 1>(st, wg_desc(sk, WB_LBO_K, WB_SBO_K), wg_desc(sq, WB_LBO_K, WB_SBO_K));
+    wg_mma_m64n32k16<0, 0, 1>(dpt, wg_desc(sv, WB_LBO_K, WB_SBO_K), wg_desc(sdo, WB_LBO_K, WB_SBO_K));
+#pragma unroll
+    for (int kk = 1; kk < D / 16; kk++) {
+      const u32 ka = (kk >> 2) * WD_TILE_K + 32u * (kk & 3), qa = (kk >> 2) * WD_TILE_Q + 32u * (kk & 3);
+      wg_mma_m64n32k16<0, 0>(st, wg_desc(sk + ka, WB_LBO_K, WB_SBO_K), wg_desc(sq + qa, WB_LBO_K, WB_SBO_K));
+      wg_mma_m64n32k16<0, 0>(dpt, wg_desc(sv + ka, WB_LBO_K, WB_SBO_K), wg_desc(sdo + qa, WB_LBO_K, WB_SBO_K));
+    }
+    wg_commit();
+    if (it > 0) issue_dq(acc, it - 1);
+    wg_commit();
+    wg_wait<1>();
+    wg_fence_operands<16>(st);
+    wg_fence_operands<16>(dpt);
+
+    // 2. p^T = exp(s - lse) (0 above the diagonal), ds^T = p^T (dp^T - delta); both as A fragments.
+    const bool diagonal = q0 < k0 + WD_KEYS;
+    const u32 sds = base + WD_SDS + 64u * stage;
+    u32 pa[8], da[8]; // bf16 pairs: [n-tile j][half]: keys krow (+8), queries 8j + 2c (+1)
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+#pragma unroll
+      for (int half = 0; half < 2; half++) {
+        const int key = k0 + krow + 8 * half, col = 8 * j + 2 * c;
+        float p0 = fa_exp2(st[4 * j + 2 * half] * scale_log2 - lrow[col]);
+        float p1 = fa_exp2(st[4 * j + 2 * half + 1] * scale_log2 - lrow[col + 1]);
+        if (diagonal) {
+          if (key > q0 + col) p0 = 0.f;
+          if (key > q0 + col + 1) p1 = 0.f;
+        }
+        const float d0 = p0 * (dpt[4 * j + 2 * half] - drow[col]);
+        const float d1 = p1 * (dpt[4 * j + 2 * half + 1] - drow[col + 1]);
+        pa[2 * j + half] = fa_pack(p0, p1);
+        da[2 * j + half] = fa_pack(d0, d1);
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sds + wg_swizzle128(krow + 8 * half, col)),
+                     "r"(da[2 * j + half]));
+      }
+    }
+    // 3. dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries 16kq..): tiles 2kq, 2kq + 1;
+    //    B rows 16kq.. are 2048 bytes into each 64-dim tile.
+    wg_fence();
+#pragma unroll
+    for (int kq = 0; kq < WD_ROWS / 16; kq++) {
+      const u32 fp[4] = {pa[4 * kq], pa[4 * kq + 1], pa[4 * kq + 2], pa[4 * kq + 3]};
+      const u32 fd[4] = {da[4 * kq], da[4 * kq + 1], da[4 * kq + 2], da[4 * kq + 3]};
+      if constexpr (N128) {
+        wd_mma_m64n128k16_rega<1>(dva, fp, wg_desc(sdo + 2048u * kq, WD_TILE_Q, WB_SBO_MN));
+        wd_mma_m64n128k16_rega<1>(dka, fd, wg_desc(sq + 2048u * kq, WD_TILE_Q, WB_SBO_MN));
+      } else {
+#pragma unroll
+        for (int n = 0; n < 2; n++) {
+          const u32 at = n * WD_TILE_Q + 2048u * kq;
+          wg_mma_m64n64k16_rega<1>(dva + 32 * n, fp, wg_desc(sdo + at, WB_LBO_MN, WB_SBO_MN));
+          wg_mma_m64n64k16_rega<1>(dka + 32 * n, fd, wg_desc(sq + at, WB_LBO_MN, WB_SBO_MN));
+        }
+      }
+    }
+    wg_commit();
+    // 4. dq^T of step it - 1 into dq_acc while dv / dk run.
+    if (it > 0) {
+      wg_wait<1>();
+      wg_fence_operands<16>(acc);
+      reduce_dq(acc, it - 1);
+    }
+    // dv / dk done: they are the last readers of this stage's tiles, into which step it + 1 loads step
+    // it + 2 (waiting here rather than at the next step's top keeps ptxas from serializing the wgmmas).
+    wg_wait<0>();
+  }
+  // dq^T of the last step.
+  wg_fence_shared();
+  __syncthreads();
+  wg_fence();
+  issue_dq(acc, steps - 1);
+  wg_commit();
+  wg_wait<0>();
+  wg_fence_operands<16>(acc);
+  wg_fence_operands<64>(dka);
+  wg_fence_operands<64>(dva);
+  reduce_dq(acc, steps - 1);
+
+  // dka / dva: N128 holds dims 8j + 2c (+1) at [4j..] for j < 16; two n64 products hold 64n + 8j' + 2c
+  // at [32n + 4j'..]: the same index for j = 8n + j'.
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    const int key = k0 + krow + 8 * half;
+    if (key >= T) continue;
+    const i64 at = ((i64)b * T * HK + (i64)key * HK + hk) * D + 2 * c;
+    u32* kdst = reinterpret_cast<u32*>(dk + at);
+#pragma unroll
+    for (int j = 0; j < 16; j++) kdst[4 * j] = fa_pack(dka[4 * j + 2 * half] * scale, dka[4 * j + 2 * half + 1] * scale);
+    if (dv_keys) {
+#pragma unroll
+      for (int j = 0; j < 16; j++) {
+        dv_keys[at + 8 * j] = dva[4 * j + 2 * half];
+        dv_keys[at + 8 * j + 1] = dva[4 * j + 2 * half + 1];
+      }
+    } else {
+      u32* vdst = reinterpret_cast<u32*>(dv + ((i64)b * T * HV + (i64)key * HV + hv) * D + 2 * c);
+#pragma unroll
+      for (int j = 0; j < 16; j++) vdst[4 * j] = fa_pack(dva[4 * j + 2 * half], dva[4 * j + 2 * half + 1]);
+    }
+  }
+}
+
+#define WD_BWD(N128, NAME)                                                                          \
+  extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) NAME(                                 \
+      float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k, const bf16* v, \
+      const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, int HV,           \
+      float scale_log2, float scale) {                                                              \
+    wd_bwd<N128>(dq_acc, dk, dv, dv_keys, q, k, v, dout, lse, delta, T, H, HK, HV, scale_log2, scale); \
+  }
+/** dv / dk as two m64n64k16 per k-step (the descriptor layout verified by the wgmma probe). */
+WD_BWD(0, flash_attention_bwd_wg_d128)
+/** dv / dk as one m64n128k16 per k-step (B spans both 64-dim tiles; for a timing comparison). */
+WD_BWD(1, flash_attention_bwd_wg_d128_n128)
+#endif
