@@ -169,7 +169,7 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
 
     // 2. p^T = exp(s - lse) (0 above the diagonal), ds^T = p^T (dp^T - delta); both as A fragments.
     const bool diagonal = q0 < k0 + WD_KEYS;
-    const u32 sds = base + WD_SDS + 64u * stage;
+    const u32 sds = base + WD_SDS;
     u32 pa[8], da[8]; // bf16 pairs: [n-tile j][half]: keys krow (+8), queries 8j + 2c (+1)
 #pragma unroll
     for (int j = 0; j < 4; j++) {
@@ -186,7 +186,7 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
         const float d1 = p1 * (dpt[4 * j + 2 * half + 1] - drow[col + 1]);
         pa[2 * j + half] = fa_pack(p0, p1);
         da[2 * j + half] = fa_pack(d0, d1);
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sds + wg_swizzle128(krow + 8 * half, col)),
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sds + wg_swizzle128(krow + 8 * half, WD_ROWS * stage + col)),
                      "r"(da[2 * j + half]));
       }
     }
