@@ -28,7 +28,7 @@
 #define WD_SQ (WD_SV + 2 * WD_TILE_K)          /* q [2 stages][2 halves] */
 #define WD_SDO (WD_SQ + 4 * WD_TILE_Q)         /* dout [2 stages][2 halves] */
 #define WD_SDS (WD_SDO + 4 * WD_TILE_Q)        /* ds^T [128 keys][2 step parities x 32 queries] */
-#define WD_STATS (WD_SDS + WD_TILE_K)          /* lse * log2(e), delta: [2 stages][2][32] f32 */
+#define WD_STATS (WD_SDS + WD_TILE_K)          /* lse, delta: [2 stages][2][32] f32 */
 /** Dynamic shared memory of flash_attention_bwd_wg_d128 (+ 1024 bytes to align the tiles): 115712. */
 #define WD_SHARED_BYTES (WD_STATS + 2 * 2 * WD_ROWS * 4 + 1024)
 
@@ -47,6 +47,11 @@ __device__ __forceinline__ void wd_mma_m64n128k16_rega(float* d, const u32* a, u
 /** red.global.add of two adjacent f32 (8-byte aligned). */
 __device__ __forceinline__ void wd_red2(float* p, float a, float b) {
   asm volatile("red.global.add.v2.f32 [%0], {%1,%2};\n" ::"l"(p), "f"(a), "f"(b) : "memory");
+}
+
+/** Copies 4 bytes global -> shared asynchronously; `bytes` 0 writes zeros instead. */
+__device__ __forceinline__ void wd_cp4(u32 dst, const void* src, int bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
 }
 
 /** Copies rows row0.. (128 bf16 each, `stride` elements apart) into two swizzled [ROWS][64] tiles at
@@ -88,11 +93,13 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
     const i64 head = (i64)b * T * H + h;
     wd_load_rows<WD_ROWS>(base + WD_SQ + stage * 2 * WD_TILE_Q, q + head * D, qstride, q0, T);
     wd_load_rows<WD_ROWS>(base + WD_SDO + stage * 2 * WD_TILE_Q, dout + head * D, qstride, q0, T);
-    for (int r = threadIdx.x; r < WD_ROWS; r += WD_THREADS) {
-      const i64 at = ((i64)b * H + h) * T + q0 + r;
-      const bool inside = q0 + r < T;
-      stats[stage * 2 * WD_ROWS + r] = inside ? lse[at] * FA_LOG2E : F32_INFINITY;
-      stats[stage * 2 * WD_ROWS + WD_ROWS + r] = inside ? delta[at] : 0.f;
+    // lse and delta rows by cp.async too (a plain load would stall its warps' next wgmma issue); rows
+    // past T read 0: their q and dout rows are zero, so p = 1 there adds nothing to dv, ds = 0.
+    for (int r = threadIdx.x; r < 2 * WD_ROWS; r += WD_THREADS) {
+      const int row = r & (WD_ROWS - 1);
+      const bool inside = q0 + row < T;
+      const float* src = (r < WD_ROWS ? lse : delta) + ((i64)b * H + h) * T + (inside ? q0 + row : 0);
+      wd_cp4(base + WD_STATS + 4u * (stage * 2 * WD_ROWS + r), src, inside ? 4 : 0);
     }
   };
   // dq^T [dims 64wg.., 32 queries] of step `it` = k^T ds^T over the 128 keys (ds^T columns 32 (it & 1)..).
@@ -176,8 +183,8 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
 #pragma unroll
       for (int half = 0; half < 2; half++) {
         const int key = k0 + krow + 8 * half, col = 8 * j + 2 * c;
-        float p0 = fa_exp2(st[4 * j + 2 * half] * scale_log2 - lrow[col]);
-        float p1 = fa_exp2(st[4 * j + 2 * half + 1] * scale_log2 - lrow[col + 1]);
+        float p0 = fa_exp2(st[4 * j + 2 * half] * scale_log2 - lrow[col] * FA_LOG2E);
+        float p1 = fa_exp2(st[4 * j + 2 * half + 1] * scale_log2 - lrow[col + 1] * FA_LOG2E);
         if (diagonal) {
           if (key > q0 + col) p0 = 0.f;
           if (key > q0 + col + 1) p1 = 0.f;
