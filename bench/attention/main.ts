@@ -6,7 +6,8 @@
 // the most a RoPE fused into the attention kernels could save. Then the cost of `query` granularity
 // under GQA (one rotated key per query head, K value heads) against `kv` at head dim 64.
 // Prints markdown tables and the decision sentences; writes JSON to the path given with --out.
-// Run: deno run --allow-all bench/attention/main.ts [--out FILE] [--query-lengths 8192,32768]
+// Run: deno run --allow-all bench/attention/main.ts [--out FILE] [--head-dims 64,128]
+//        [--query-lengths 8192,32768 | none]
 
 import { CudaEngine } from "../../lib/engine/cuda/mod.ts";
 import { flashAttentionApplies } from "../../lib/engine/cuda/flash_attention.ts";
@@ -48,9 +49,14 @@ const option = (name: string) => {
   return i >= 0 ? Deno.args[i + 1] : undefined;
 };
 const outFile = option("--out") ?? null;
-const queryLengths = option("--query-lengths")?.split(",").map(Number) ?? QUERY_LENGTHS;
+const queryOption = option("--query-lengths");
+const queryLengths = queryOption === "none" ? [] : queryOption?.split(",").map(Number) ?? QUERY_LENGTHS;
 if (!queryLengths.every((t) => LENGTHS.includes(t))) {
-  throw new ConfigError(`--query-lengths: each must be one of ${LENGTHS.join(", ")}`);
+  throw new ConfigError(`--query-lengths: each must be one of ${LENGTHS.join(", ")}, or none`);
+}
+const headDims = option("--head-dims")?.split(",").map(Number) ?? SHAPES.map((s) => s.d);
+if (headDims.length === 0 || !headDims.every((d) => SHAPES.some((s) => s.d === d))) {
+  throw new ConfigError(`--head-dims: each must be one of ${SHAPES.map((s) => s.d).join(", ")}`);
 }
 
 const engine = await CudaEngine.open();
@@ -143,7 +149,7 @@ const ropeShare = (s: Timing) => 100 * (2 * s.ropeFwdMs + s.ropeBwdMs) / (s.fwdM
 /** Attention and RoPE time of one layer's training step (ms). */
 const layerMs = (s: Timing) => s.fwdMs + s.bwdMs + 2 * s.ropeFwdMs + s.ropeBwdMs;
 
-const shapes: Shape[] = SHAPES.flatMap(({ d, h, hk }) =>
+const shapes: Shape[] = SHAPES.filter((s) => headDims.includes(s.d)).flatMap(({ d, h, hk }) =>
   LENGTHS.map((t) => ({ b: Math.max(1, TOKENS / t), t, h, hk, d, reps: t >= LONG ? LONG_REPS : REPS }))
 );
 
@@ -340,62 +346,69 @@ const ropeSentence =
   }.`;
 console.log(`\n${ropeSentence}`);
 
-const { d: qd, h: qh, hk: qk } = QUERY_SHAPE;
-const kvRow = (t: number) => ours.find((s) => s.d === qd && s.h === qh && s.hk === qk && s.t === t);
-const queryRows = queryLengths.flatMap((t) => {
-  const kv = kvRow(t);
-  const rows: { label: string; s: Timing; kernels: string; heads: string }[] = [];
-  if (kv) rows.push({ label: "kv", s: kv, kernels: kernelsFor(kv.b, t, qk, qk), heads: `${qh}/${qk}/${qk}` });
-  for (const s of query.filter((r) => r.t === t)) {
-    const label = s.hv === qk ? "query" : "query, values repeated (K = V = H)";
-    rows.push({ label, s, kernels: s.kernels, heads: `${s.h}/${s.hk}/${s.hv}` });
-  }
-  return rows.map(({ label, s, kernels, heads }) => ({
-    "granularity": label,
-    "T": s.t,
-    "B": s.b,
-    "q/k/v heads": heads,
-    "attention kernels": kernels,
-    "attn fwd ms": ms(s.fwdMs),
-    "attn bwd ms": ms(s.bwdMs),
-    "RoPE ms (2 fwd + bwd)": ms(2 * s.ropeFwdMs + s.ropeBwdMs),
-    "layer ms": ms(layerMs(s)),
-    "vs kv": kv ? `${(layerMs(s) / layerMs(kv)).toFixed(2)}x` : "-",
-  }));
-});
-console.log(
-  `\n\`query\` granularity, head dim ${qd}, ${qh} query / ${qk} key heads: attention + RoPE of one ` +
-    `layer's training step (ms)`,
-);
-printTable(queryRows);
-const ratio = (hv: number) =>
-  query.filter((s) => s.hv === hv && kvRow(s.t)).map((s) => layerMs(s) / layerMs(kvRow(s.t)!));
-const times = (x: number) => x.toFixed(x < 10 ? 2 : 0);
-const range = (xs: number[]) => {
-  const [low, high] = [times(Math.min(...xs)), times(Math.max(...xs))];
-  return xs.length === 0 ? "-" : low === high ? `${low}x` : `${low}-${high}x`;
-};
-const today = query.filter((s) => s.hv === qk);
-const kernels = [...new Set(today.map((s) => s.kernels))].join(" and ");
-/** Extra seconds per training step of TRAIN_LAYERS layers, at the single-row length with the same
- * causal pairs per layer as the row (T * sqrt(B)). */
-const perStep = today.filter((s) => kvRow(s.t)).map((s) =>
-  `+${((layerMs(s) - layerMs(kvRow(s.t)!)) * TRAIN_LAYERS / 1000).toFixed(1)} s at T = ${
-    s.t * Math.sqrt(s.b)
-  }`
-);
-const querySentence = [
-  `\`query\` granularity: ${range(ratio(qk))} the attention + RoPE time of \`kv\``,
-  `(T = ${queryLengths.join(", ")}); its ${qh} rotated keys with ${qk} value heads run on the ${kernels}`,
-  `attention kernels${
-    kernels === "simple" ? " (the flash kernels take as many value heads as key heads)" : ""
-  }.`,
-  `Per ${TRAIN_LAYERS}-layer training step: ${perStep.join(", ")}.`,
-  `With values repeated per query head (K = V = H, flash kernels) it would be ${range(ratio(qh))}.`,
-  `Extra memory: the ${qh}-head rotated keys and their gradient, 2 x B*T x ${qh - qk} x ${qd} bf16 more`,
-  `than \`kv\` (one layer's buffers under checkpointing).`,
-].join(" ");
-console.log(`\n${querySentence}`);
+/** Prints the `query` granularity table and sentence; returns the sentence. */
+function reportQuery(): string {
+  const { d: qd, h: qh, hk: qk } = QUERY_SHAPE;
+  const kvRow = (t: number) => ours.find((s) => s.d === qd && s.h === qh && s.hk === qk && s.t === t);
+  const queryRows = queryLengths.flatMap((t) => {
+    const kv = kvRow(t);
+    const rows: { label: string; s: Timing; kernels: string; heads: string }[] = [];
+    if (kv) {
+      rows.push({ label: "kv", s: kv, kernels: kernelsFor(kv.b, t, qk, qk), heads: `${qh}/${qk}/${qk}` });
+    }
+    for (const s of query.filter((r) => r.t === t)) {
+      const label = s.hv === qk ? "query" : "query, values repeated (K = V = H)";
+      rows.push({ label, s, kernels: s.kernels, heads: `${s.h}/${s.hk}/${s.hv}` });
+    }
+    return rows.map(({ label, s, kernels, heads }) => ({
+      "granularity": label,
+      "T": s.t,
+      "B": s.b,
+      "q/k/v heads": heads,
+      "attention kernels": kernels,
+      "attn fwd ms": ms(s.fwdMs),
+      "attn bwd ms": ms(s.bwdMs),
+      "RoPE ms (2 fwd + bwd)": ms(2 * s.ropeFwdMs + s.ropeBwdMs),
+      "layer ms": ms(layerMs(s)),
+      "vs kv": kv ? `${(layerMs(s) / layerMs(kv)).toFixed(2)}x` : "-",
+    }));
+  });
+  console.log(
+    `\n\`query\` granularity, head dim ${qd}, ${qh} query / ${qk} key heads: attention + RoPE of one ` +
+      `layer's training step (ms)`,
+  );
+  printTable(queryRows);
+  const ratio = (hv: number) =>
+    query.filter((s) => s.hv === hv && kvRow(s.t)).map((s) => layerMs(s) / layerMs(kvRow(s.t)!));
+  const times = (x: number) => x.toFixed(x < 10 ? 2 : 0);
+  const range = (xs: number[]) => {
+    const [low, high] = [times(Math.min(...xs)), times(Math.max(...xs))];
+    return xs.length === 0 ? "-" : low === high ? `${low}x` : `${low}-${high}x`;
+  };
+  const today = query.filter((s) => s.hv === qk);
+  const kernels = [...new Set(today.map((s) => s.kernels))].join(" and ");
+  /** Extra seconds per training step of TRAIN_LAYERS layers, at the single-row length with the same
+   * causal pairs per layer as the row (T * sqrt(B)). */
+  const perStep = today.filter((s) => kvRow(s.t)).map((s) =>
+    `+${((layerMs(s) - layerMs(kvRow(s.t)!)) * TRAIN_LAYERS / 1000).toFixed(1)} s at T = ${
+      s.t * Math.sqrt(s.b)
+    }`
+  );
+  const querySentence = [
+    `\`query\` granularity: ${range(ratio(qk))} the attention + RoPE time of \`kv\``,
+    `(T = ${queryLengths.join(", ")}); its ${qh} rotated keys with ${qk} value heads run on the ${kernels}`,
+    `attention kernels${
+      kernels === "simple" ? " (the flash kernels take as many value heads as key heads)" : ""
+    }.`,
+    `Per ${TRAIN_LAYERS}-layer training step: ${perStep.join(", ")}.`,
+    `With values repeated per query head (K = V = H, flash kernels) it would be ${range(ratio(qh))}.`,
+    `Extra memory: the ${qh}-head rotated keys and their gradient, 2 x B*T x ${qh - qk} x ${qd} bf16 more`,
+    `than \`kv\` (one layer's buffers under checkpointing).`,
+  ].join(" ");
+  console.log(`\n${querySentence}`);
+  return querySentence;
+}
+const querySentence = queryLengths.length > 0 ? reportQuery() : null;
 
 if (outFile) {
   await Deno.writeTextFile(
