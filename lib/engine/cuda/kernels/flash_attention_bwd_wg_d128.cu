@@ -13,7 +13,8 @@
 //      with 8-byte reductions (lane pairs swap values so each holds two adjacent dims of one query).
 // Pipelined as flash_attention_bwd_wg_d64: dq^T of step it - 1 is queued behind step it's s^T / dp^T
 // (ds^T double-buffered: columns 0..31 / 32..63 of one [128][64] tile by step parity) and reduced while
-// dv / dk run; first k-steps use ZERO accumulation; the dv / dk wait is at the end of the step.
+// dv / dk run; first k-steps use ZERO accumulation; the dv / dk wait is at the end of the step. q, dout
+// and the lse / delta rows of step it + 1 load (cp.async, double-buffered) during step it.
 // Per thread: dk, dv 64 + 64 f32, s^T, dp^T 16 + 16, dq^T 16, p^T / ds^T fragments 8 + 8 u32.
 // Grid: (K, B, ceil(T / WD_KEYS)). Not yet run on a GPU.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -29,7 +30,7 @@
 #define WD_SDO (WD_SQ + 4 * WD_TILE_Q)         /* dout [2 stages][2 halves] */
 #define WD_SDS (WD_SDO + 4 * WD_TILE_Q)        /* ds^T [128 keys][2 step parities x 32 queries] */
 #define WD_STATS (WD_SDS + WD_TILE_K)          /* lse, delta: [2 stages][2][32] f32 */
-/** Dynamic shared memory of flash_attention_bwd_wg_d128 (+ 1024 bytes to align the tiles): 115712. */
+/** Dynamic shared memory of flash_attention_bwd_wg_d128 (+ 1024 bytes to align the tiles): 116224. */
 #define WD_SHARED_BYTES (WD_STATS + 2 * 2 * WD_ROWS * 4 + 1024)
 
 /** d[64x128] += a[64x16] (registers, as wg_mma_m64n64k16_rega) * b[16x128] from a descriptor; TB: b is
