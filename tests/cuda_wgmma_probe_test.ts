@@ -1,4 +1,4 @@
-// Checks the wgmma building blocks of kernels/wgmma.cu on an sm_90 GPU (branch wip/wgmma): for each
+// Checks the wgmma building blocks of kernels/wgmma.cu on an sm_90 GPU: for each
 // operand layout (K-major or MN-major A and B), d = a . b^T over K = 64 against a float64 product, for a
 // few readings of the descriptors' leading / stride byte offsets; prints which readings match and
 // requires every layout to match with at least one. Skips itself without CUDA or on other GPUs.
@@ -15,6 +15,34 @@ const OFFSETS: readonly [number, number][] = [[16, 1024], [1024, 1024], [1024, 1
 /** bf16 inputs, f32 accumulation of 64 products of |x| <~ 3: a few 1e-5 relative. */
 const TOLERANCE = 1e-4;
 
+type Engine = Awaited<ReturnType<typeof cudaEngine>>;
+
+/** Runs probe `kernel` (one 128-thread block) on the [N][N] bf16 inputs a and b with descriptor offsets
+ * (lbo, sbo) into an NaN-filled f32 [N][N] output; returns max |got - expected| / max |expected| over
+ * the first expected.length outputs (Infinity where an output was not written). */
+async function probeError(
+  engine: Engine,
+  kernel: string,
+  inputs: { a: Float32Array; b: Float32Array },
+  offsets: { lbo: number; sbo: number; expected: Float64Array },
+): Promise<number> {
+  const ta = engine.alloc([N, N], "bf16"), tb = engine.alloc([N, N], "bf16"), d = engine.alloc([N, N], "f32");
+  engine.upload(ta, inputs.a);
+  engine.upload(tb, inputs.b);
+  engine.fill({ out: d, value: NaN });
+  const p = (t: unknown) => (t as CudaTensor).pointer;
+  engine.device.launch(kernel, 1, 128, [p(d), p(ta), p(tb), { u32: offsets.lbo }, { u32: offsets.sbo }]);
+  const got = await engine.download(d) as Float32Array;
+  for (const t of [ta, tb, d]) engine.free(t);
+  const { expected } = offsets;
+  let worst = 0, scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    worst = Math.max(worst, Number.isNaN(got[i]) ? Infinity : Math.abs(got[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  return worst / scale;
+}
+
 Deno.test({
   name: "wgmma m64n64k16: K-major and MN-major operands give a . b^T (sm_90 only)",
   ...GPU_TEST,
@@ -30,28 +58,12 @@ Deno.test({
         expected[i * N + j] = sum;
       }
     }
-    const ta = engine.alloc([N, N], "bf16"),
-      tb = engine.alloc([N, N], "bf16"),
-      d = engine.alloc([N, N], "f32");
-    engine.upload(ta, a);
-    engine.upload(tb, b);
-    const p = (t: unknown) => (t as CudaTensor).pointer;
     const lines: string[] = [];
     const failing: string[] = [];
     for (const layout of ["00", "01", "10", "11"]) {
       const matches: string[] = [];
       for (const [lbo, sbo] of OFFSETS) {
-        engine.fill({ out: d, value: NaN });
-        engine.device.launch(`wgmma_probe_${layout}`, 1, 128, [p(d), p(ta), p(tb), { u32: lbo }, {
-          u32: sbo,
-        }]);
-        const got = await engine.download(d) as Float32Array;
-        let worst = 0, scale = 0;
-        for (let i = 0; i < got.length; i++) {
-          worst = Math.max(worst, Number.isNaN(got[i]) ? Infinity : Math.abs(got[i] - expected[i]));
-          scale = Math.max(scale, Math.abs(expected[i]));
-        }
-        const error = worst / scale;
+        const error = await probeError(engine, `wgmma_probe_${layout}`, { a, b }, { lbo, sbo, expected });
         lines.push(
           `layout A${layout[0] === "1" ? " MN" : " K"}-major, B${
             layout[1] === "1" ? " MN" : " K"
@@ -62,7 +74,6 @@ Deno.test({
       if (matches.length === 0) failing.push(layout);
     }
     console.log(lines.join("\n"));
-    for (const t of [ta, tb, d]) engine.free(t);
     assert(failing.length === 0, `no descriptor reading matched for layouts ${failing.join(", ")}`);
   },
 });
@@ -85,37 +96,19 @@ Deno.test({
       }
       return out;
     };
-    const ta = engine.alloc([N, N], "bf16"),
-      tb = engine.alloc([N, N], "bf16"),
-      d = engine.alloc([N, N], "f32");
-    engine.upload(ta, a);
-    engine.upload(tb, b);
-    const p = (t: unknown) => (t as CudaTensor).pointer;
     const lines: string[] = [];
     const failing: string[] = [];
-    for (
-      const [kernel, expected] of [["wgmma_probe_rega", product(0, N)], [
-        "wgmma_probe_n32",
-        product(32, 32),
-      ]] as const
-    ) {
+    const cases = [["wgmma_probe_rega", product(0, N)], ["wgmma_probe_n32", product(32, 32)]] as const;
+    for (const [kernel, expected] of cases) {
       let matched = false;
       for (const [lbo, sbo] of OFFSETS) {
-        engine.fill({ out: d, value: NaN });
-        engine.device.launch(kernel, 1, 128, [p(d), p(ta), p(tb), { u32: lbo }, { u32: sbo }]);
-        const got = (await engine.download(d) as Float32Array).subarray(0, expected.length);
-        let worst = 0, scale = 0;
-        for (let i = 0; i < expected.length; i++) {
-          worst = Math.max(worst, Number.isNaN(got[i]) ? Infinity : Math.abs(got[i] - expected[i]));
-          scale = Math.max(scale, Math.abs(expected[i]));
-        }
-        lines.push(`${kernel}, lbo ${lbo}, sbo ${sbo}: max error ${(worst / scale).toExponential(2)}`);
-        matched ||= worst / scale <= TOLERANCE;
+        const error = await probeError(engine, kernel, { a, b }, { lbo, sbo, expected });
+        lines.push(`${kernel}, lbo ${lbo}, sbo ${sbo}: max error ${error.toExponential(2)}`);
+        matched ||= error <= TOLERANCE;
       }
       if (!matched) failing.push(kernel);
     }
     console.log(lines.join("\n"));
-    for (const t of [ta, tb, d]) engine.free(t);
     assert(failing.length === 0, `no descriptor reading matched for ${failing.join(", ")}`);
   },
 });
