@@ -4,6 +4,7 @@
 import {
   CE_HELD_COLUMNS,
   CE_OVERFLOW_COLUMNS,
+  crossEntropyStride,
   prefetchKernelName,
   prefetchMaxSlice,
   prefetchPlan,
@@ -67,4 +68,35 @@ Deno.test("cross-entropy plan: a forced cluster size, a small shared memory, ker
   assertEquals(prefetchPlan(128256, SM86_SHARED), { cluster: 6, slice: 21376, sharedBytes: 85504 });
   assertEquals(prefetchKernelName(1, "f32"), "cross_entropy_rows_prefetch_f32");
   assertEquals(prefetchKernelName(4, "bf16"), "cross_entropy_rows_prefetch4_bf16");
+});
+
+Deno.test("cross-entropy plan: any V takes the prefetching kernels, rows padded to a multiple of 8", () => {
+  // [V, padded row stride]: 16-byte f32 rows and 16-byte bf16 rows
+  for (const [v, stride] of [[50, 56], [64, 64], [32772, 32776], [50257, 50264], [151937, 151944]]) {
+    assertEquals(crossEntropyStride(v), stride, `V = ${v}`);
+  }
+  // [V, blocks, columns per block, shared bytes]: slices from V (not the stride), multiples of 4; a
+  // block copies ceil(width / 4) float4s, so the last float4 of a row reaches into the padding
+  const cases = [
+    [50, 1, 52, 208],
+    [40001, 1, 40004, 131072 + 8 * 7236],
+    [45053, 1, 45056, 131072 + 8 * 12288],
+    // ceil(45057 / 8) = 5633 float4s per block
+    [45057, 2, 22532, 90128],
+    // GPT-2: ceil(50257 / 8) = 6283 float4s per block; the second block holds 25125 columns
+    [50257, 2, 25132, 100528],
+    // ceil(151937 / 16) = 9497 float4s per block; the last holds 151937 - 3 * 37988 = 37973 columns
+    [151937, 4, 37988, 131072 + 8 * 5220],
+    // ceil(360445 / 32) = 11264 float4s per block: the widest 8 blocks hold
+    [360445, 8, 45056, 131072 + 8 * 12288],
+  ] as const;
+  for (const [v, cluster, slice, sharedBytes] of cases) {
+    assertEquals(prefetchPlan(v, SM90_SHARED), { cluster, slice, sharedBytes }, `V = ${v}`);
+    // every block of the cluster holds at least one column, the last at most its slice
+    const last = v - (cluster - 1) * slice;
+    assert(last > 0 && last <= slice, `V = ${v}: last block holds ${last}`);
+  }
+  // ceil(360449 / 32) = 11265 float4s = 45060 columns > 45056: the two-pass kernel
+  assertEquals(prefetchPlan(360449, SM90_SHARED), undefined);
+  assertEquals(prefetchPlan(360453, SM90_SHARED), undefined);
 });

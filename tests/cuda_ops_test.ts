@@ -224,17 +224,23 @@ async function sliceEdgeTargets(v: number): Promise<number[]> {
 }
 
 gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", async (mode) => {
-  // V = 50 and 40001: scalar two-pass rows; 64: prefetching rows (7-row chunks: one row per block).
+  // Rows are padded to a multiple of 8 columns, so every V up to 8 full slices takes the prefetching
+  // kernels; V % 4 != 0 (50, 40001, 45057, GPT-2's 50257, 151937, 360453) leaves up to 3 padding columns
+  // in a row's last float4, masked by the kernel (targets V-1, and V-2, V-3, ... in the rows after the
+  // slice edges: the last float4 and the one before).
   // Prefetching blocks hold 32768 columns in registers and up to 12288 more in shared memory (on sm_90;
   // clusters of the fewest blocks whose slices hold a row): one block with 4, 7232, 8232 and 12288
   // (every thread's 3 overflow float4s) overflow columns: 32772, 40000, 41000, 45056; clusters of 2:
   // 45060; of 3 without overflow: 98304; of 3 with overflow: 128256 (Llama-3, 42752 per block); of 4
   // with overflow: 151936 (Qwen, 37984) and 151928 (the last block 16 columns short); of 5: 200000; of
-  // 8 full slices: 360448; 360452: vectorized two-pass rows
+  // 8 full slices: 360448; 360452 and 360453 (unaligned, masked float4s): vectorized two-pass rows
   const shapes = [
     [23, 24, 50],
     [16, 32, 64],
-    [9, 8, 40001],
+    [13, 8, 40001],
+    [13, 4, 45057],
+    [13, 8, 50257],
+    [14, 4, 151937],
     [9, 8, 32772],
     [9, 8, 40000],
     [10, 8, 41000],
@@ -247,6 +253,7 @@ gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", asyn
     [9, 4, 200000],
     [9, 2, 360448],
     [5, 2, 360452],
+    [13, 2, 360453],
   ] as const;
   for (const [n, c, v] of shapes) {
     const targets = randint(n, v);
@@ -259,6 +266,8 @@ gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", asyn
     (await sliceEdgeTargets(v)).forEach((t, i) => {
       if (4 + i < n - 1) targets[4 + i] = t;
     });
+    // the rest: V-2, V-3, ... (the last float4 of a row and the one before it, when V % 4 != 0)
+    for (let r = 9; r < n - 1; r++) targets[r] = v - 2 - (r - 9);
     await compareCrossEntropy(mode, [n, c, v], targets);
   }
 });
@@ -271,15 +280,17 @@ gpuTest(
     // One chunk of 300 rows: blocks (or clusters, from V = 45060 on sm_90) loop over rows (300 is not a
     // multiple of the grid); ignored rows first, in the middle of a block's rows (its copy skipped; the
     // next row takes its overflow buffer) and in a run of two. One block with overflow columns: 40000,
-    // 45056; clusters of 3 and 4 with overflow: 128256, 151928 (the last block shorter).
+    // 45056; clusters of 3 and 4 with overflow: 128256, 151928 (the last block shorter); padded rows
+    // (V % 4 != 0): 40001, GPT-2's 50257 (clusters of 2).
     wholeChunkEngine ??= CudaEngine.open({ crossEntropyChunkRows: 1000 });
     const engine = await wholeChunkEngine;
     const sms = engine.device.info.multiprocessors;
-    for (const v of [32000, 4100, 32768, 40000, 45056, 128256, 151928]) {
+    for (const v of [32000, 4100, 32768, 40000, 45056, 128256, 151928, 40001, 50257]) {
       const n = 300;
       const targets = randint(n, v);
       for (const r of [0, sms, sms + 1, 2 * sms + 5]) if (r < n) targets[r] = IGNORE_INDEX;
       targets[n - 2] = v - 1;
+      targets[n - 3] = v - 3;
       targets[1] = 0;
       (await sliceEdgeTargets(v)).forEach((t, i) => targets[2 + 3 * i] = t);
       await compareCrossEntropy(mode, [n, 8, v], targets, engine);

@@ -9,6 +9,7 @@ import type { GemmShape } from "../../lib/engine/cuda/ffi/cublaslt.ts";
 import {
   CE_HELD_COLUMNS,
   CE_THREADS,
+  crossEntropyStride,
   prefetchKernelName,
   prefetchPlan,
 } from "../../lib/engine/cuda/cross_entropy_plan.ts";
@@ -161,17 +162,22 @@ const { C, F, H, K, D, V } = MODEL;
   for (const t of [param, grad, m, v, norm]) engine.free(t);
 }
 /** Rows of the cross-entropy row-kernel benchmarks; the Llama-3 and Qwen2 vocabularies; a vocabulary
- * one block holds with overflow columns (past the 32768 held in registers, read from shared memory). */
+ * one block holds with overflow columns (past the 32768 held in registers, read from shared memory);
+ * GPT-2's vocabulary (V % 4 != 0: padded rows). */
 const CE_ROWS = 2048;
 const LLAMA3_VOCAB = 128256;
 const QWEN2_VOCAB = 151936;
 const OVERFLOW_VOCAB = 40000;
-/** Times one cross-entropy row kernel on [CE_ROWS, vocab] f32 logits -> bf16 dlogits (bytes: logits
- * read once + dlogits written once). The prefetching kernel is launched as the engine launches it
- * (prefetchPlan: the same blocks per row, columns per block, shared memory and grid of resident rows);
- * `cluster` forces a cluster size instead (a comparison), `twoPass` takes the two-pass kernel. */
+const GPT2_VOCAB = 50257;
+/** Times one cross-entropy row kernel on [CE_ROWS, vocab] f32 logits -> bf16 dlogits, rows stored at
+ * the engine's padded stride (crossEntropyStride; the padding holds random values, as the kernels must
+ * ignore whatever is there) (bytes: the V logits of a row read once + its V dlogits written once). The
+ * prefetching kernel is launched as the engine launches it (prefetchPlan: the same blocks per row,
+ * columns per block, shared memory and grid of resident rows); `cluster` forces a cluster size instead
+ * (a comparison), `twoPass` takes the two-pass kernel. */
 function crossEntropyRows(vocab: number, options: { cluster?: number; twoPass?: boolean } = {}): void {
-  const logits = engine.alloc([CE_ROWS, vocab], "f32"), dlogits = engine.alloc([CE_ROWS, vocab], "bf16");
+  const stride = crossEntropyStride(vocab);
+  const logits = engine.alloc([CE_ROWS, stride], "f32"), dlogits = engine.alloc([CE_ROWS, stride], "bf16");
   const losses = engine.alloc([CE_ROWS], "f32"), targets = engine.alloc([CE_ROWS], "i32");
   random(logits, 5);
   engine.upload(targets, Int32Array.from({ length: CE_ROWS }, () => Math.floor(Math.random() * vocab)));
@@ -191,17 +197,19 @@ function crossEntropyRows(vocab: number, options: { cluster?: number; twoPass?: 
       { clusterBlocks: cluster, block: CE_THREADS, sharedBytes },
     );
     const grid = cluster * Math.min(CE_ROWS, resident);
-    const args = [...head, { i32: CE_ROWS }, { i32: vocab }, { i32: slice }, ...scaleGrad];
+    const args = [...head, { i32: CE_ROWS }, { i32: vocab }, { i32: stride }, { i32: slice }, ...scaleGrad];
     launch = () => device.launch(kernel, grid, CE_THREADS, args, sharedBytes);
     const overflow = Math.max(0, slice - CE_HELD_COLUMNS);
     label =
       `cross-entropy rows, prefetch, ${cluster === 1 ? "1 block" : `clusters of ${cluster}`} x ${slice}` +
       ` columns (${overflow} in shared memory), ${grid / cluster} resident rows` +
+      (stride === vocab ? "" : `, rows padded to ${stride}`) +
       (options.cluster === undefined ? " (engine)" : " (forced, not the engine's choice)");
   } else {
-    const args = [...head, { i32: vocab }, ...scaleGrad, { i32: 1 }];
+    const args = [...head, { i32: vocab }, { i32: stride }, ...scaleGrad, { i32: 1 }];
     launch = () => device.launch("cross_entropy_rows_bf16", CE_ROWS, CE_THREADS, args);
-    label = "cross-entropy rows, two passes (engine: unaligned rows or wider than 8 blocks)";
+    label =
+      `cross-entropy rows, two passes (fallback, only V > 360448; forced here at ${vocab} for comparison)`;
   }
   bandwidth(`${label} [${CE_ROWS}, ${vocab}]`, CE_ROWS * vocab * 6, launch);
   for (const t of [logits, dlogits, losses, targets]) engine.free(t);
@@ -211,6 +219,7 @@ crossEntropyRows(OVERFLOW_VOCAB);
 crossEntropyRows(LLAMA3_VOCAB);
 crossEntropyRows(LLAMA3_VOCAB, { cluster: 4 });
 crossEntropyRows(QWEN2_VOCAB);
+crossEntropyRows(GPT2_VOCAB);
 crossEntropyRows(LLAMA3_VOCAB, { twoPass: true });
 
 // ---- the fused lm head + cross-entropy op (3 GEMMs + the row kernel per chunk) -------------------

@@ -1,6 +1,6 @@
-// How the prefetching cross-entropy row kernels (kernels/cross_entropy.cu) split a row of V logits:
-// blocks per row (cluster size), columns per block and dynamic shared memory. The engine and
-// bench/gpu_ops both launch from it, so they launch alike; it needs no device.
+// How the cross-entropy row kernels (kernels/cross_entropy.cu) lay out and split a row of V logits:
+// the padded row stride, blocks per row (cluster size), columns per block and dynamic shared memory.
+// The engine and bench/gpu_ops both launch from it, so they launch alike; it needs no device.
 
 import type { TensorDType } from "../engine.ts";
 
@@ -14,15 +14,35 @@ export const CE_OVERFLOW_COLUMNS = 3 * 4 * CE_THREADS;
 /** Static shared memory of the kernels (288 bytes per tools/kernel-check.sh, rounded up): it counts
  * against the same per-block limit as the dynamic shared memory. */
 const CE_STATIC_SHARED_BYTES = 1024;
+/** Row strides of the logits / dlogits buffers are multiples of this many elements: 16-byte aligned
+ * rows of f32 for the kernels' cp.async / float4 accesses whatever V is, and of bf16 dlogits for the
+ * GEMMs that read them. */
+export const CE_ROW_ALIGN = 8;
 /** Blocks per row compiled (cross_entropy_rows_prefetch{,2..8}); rows wider than 8 slices take the
  * two-pass kernel. */
 const CE_CLUSTERS = [1, 2, 3, 4, 5, 6, 7, 8] as const;
+
+/**
+ * The row stride (elements) of the engine's f32 logits and dlogits buffers for V columns: V rounded up
+ * to CE_ROW_ALIGN. The logits GEMM writes columns [0, V) with ldc = stride, the kernels read V
+ * columns per row at that stride, the dlogits GEMMs read them with lda = stride.
+ *
+ * @example
+ * ```ts
+ * crossEntropyStride(50257); // 50264
+ * ```
+ */
+export function crossEntropyStride(v: number): number {
+  return Math.ceil(v / CE_ROW_ALIGN) * CE_ROW_ALIGN;
+}
 
 /** One launch shape of the prefetching kernels. */
 export interface PrefetchPlan {
   /** Blocks per row: one, or a thread-block cluster of 2..8. */
   cluster: number;
-  /** Columns per block (a multiple of 4); the cluster's last block may hold fewer. */
+  /** Columns per block (a multiple of 4); the cluster's last block may hold fewer. A block copies
+   * ceil(columns / 4) float4s, so the last float4 of a row may reach up to 3 columns into the row's
+   * padding (the kernel masks them). */
   slice: number;
   /** Dynamic shared memory per block (prefetchSharedBytes(slice)). */
   sharedBytes: number;
@@ -59,7 +79,8 @@ export function prefetchMaxSlice(maxSharedBytes: number): number {
 }
 
 /**
- * How to launch the prefetching kernels on rows of `v` columns (v % 4 == 0, aligned rows): the fewest
+ * How to launch the prefetching kernels on rows of `v` columns (any v; rows stored at
+ * crossEntropyStride(v), aligned): the fewest
  * blocks per row whose slices hold the row, so each block moves as many bytes per row barrier as it
  * can; `cluster` asks for that many blocks instead (bench comparisons). Undefined when no cluster size
  * holds the row (the two-pass kernel takes it).

@@ -31,7 +31,7 @@ import {
 import { CudaDevice, type CudaDeviceOptions } from "./device.ts";
 import type { KernelArg } from "./ffi/args.ts";
 import { flashAttentionApplies, flashAttentionBackward, flashAttentionForward } from "./flash_attention.ts";
-import { CE_THREADS, prefetchKernelName, prefetchPlan } from "./cross_entropy_plan.ts";
+import { CE_THREADS, crossEntropyStride, prefetchKernelName, prefetchPlan } from "./cross_entropy_plan.ts";
 
 /** Threads per block of elementwise kernels. */
 const BLOCK = 256;
@@ -568,17 +568,20 @@ export class CudaEngine implements Engine {
     const dweight = args.dweight && this.#t(op, "dweight", args.dweight);
     const wantGrad = dhidden !== undefined || dweight !== undefined;
     if (n === 0) return;
-    const chunk = Math.max(1, Math.min(n, this.chunkRows ?? Math.floor(LOGITS_CHUNK_BYTES / (v * 4))));
-    const logits = this.alloc([chunk, v], "f32") as CudaTensor;
+    // Logits rows padded to `stride` >= V columns (aligned rows for any V): columns [V, stride) are
+    // never written by the GEMM nor read as logits, and the dlogits GEMMs read only [0, V) (lda = stride).
+    const stride = crossEntropyStride(v);
+    const chunk = Math.max(1, Math.min(n, this.chunkRows ?? Math.floor(LOGITS_CHUNK_BYTES / (stride * 4))));
+    const logits = this.alloc([chunk, stride], "f32") as CudaTensor;
     // dlogits must have the GEMM input type: in place over the f32 logits, or a bf16 buffer.
-    const dlogits = wantGrad && act === "bf16" ? this.alloc([chunk, v], "bf16") as CudaTensor : logits;
+    const dlogits = wantGrad && act === "bf16" ? this.alloc([chunk, stride], "bf16") as CudaTensor : logits;
     const blas = this.device.blas, stream = this.device.stream, compute = this.f32Compute;
-    const vec = v % 4 === 0 && aligned([logits.pointer, dlogits.pointer]);
+    const vec = stride % 4 === 0 && aligned([logits.pointer, dlogits.pointer]);
     for (let r0 = 0; r0 < n; r0 += chunk) {
       const rows = Math.min(chunk, n - r0);
       const hiddenChunk = hidden.at(r0 * c);
       blas.matmul(
-        { m: rows, n: v, k: c, transB: true, inputType: act, outputType: "f32", compute },
+        { m: rows, n: v, k: c, transB: true, ldc: stride, inputType: act, outputType: "f32", compute },
         hiddenChunk,
         weight.pointer,
         logits.pointer,
@@ -589,7 +592,7 @@ export class CudaEngine implements Engine {
       const type = dlogits.dtype;
       const prefetch = vec ? this.#prefetchLaunch(type, v, rows) : undefined;
       if (prefetch) {
-        const rest = [{ i32: rows }, { i32: v }, { i32: prefetch.slice }, scaleArg, gradArg];
+        const rest = [{ i32: rows }, { i32: v }, { i32: stride }, { i32: prefetch.slice }, scaleArg, gradArg];
         this.device.launch(
           prefetch.name,
           prefetch.grid,
@@ -598,12 +601,20 @@ export class CudaEngine implements Engine {
           prefetch.sharedBytes,
         );
       } else {
-        const rest = [{ i32: v }, scaleArg, gradArg, { i32: vec ? 1 : 0 }];
+        const rest = [{ i32: v }, { i32: stride }, scaleArg, gradArg, { i32: vec ? 1 : 0 }];
         this.device.launch(`cross_entropy_rows_${type}`, rows, CE_THREADS, [...rowArgs, ...rest]);
       }
       if (dhidden) {
         blas.matmul(
-          { m: rows, n: c, k: v, inputType: act, outputType: floatType(op, "dhidden", dhidden), compute },
+          {
+            m: rows,
+            n: c,
+            k: v,
+            lda: stride,
+            inputType: act,
+            outputType: floatType(op, "dhidden", dhidden),
+            compute,
+          },
           dlogits.pointer,
           weight.pointer,
           dhidden.at(r0 * c),
@@ -617,6 +628,7 @@ export class CudaEngine implements Engine {
             n: c,
             k: rows,
             transA: true,
+            lda: stride,
             inputType: act,
             outputType: floatType(op, "dweight", dweight),
             compute,
@@ -669,7 +681,7 @@ export class CudaEngine implements Engine {
 
   // ---- helpers -----------------------------------------------------------------------------------
 
-  /** The prefetching cross-entropy kernel for rows of `v` columns (aligned, v % 4 == 0): its name, the
+  /** The prefetching cross-entropy kernel for rows of `v` columns (rows aligned, any v): its name, the
    * columns per block (prefetchPlan: the fewest blocks per row whose slices hold it), its dynamic shared
    * memory and a grid of as many rows (clusters) as can be resident at once, since rows are assigned to
    * blocks statically; undefined when the rows are too wide (or the driver has no clusters). */

@@ -59,7 +59,14 @@ export type GemmDType = "bf16" | "f32";
 
 /**
  * A row-major GEMM: C[m,n] = alpha * op(A) @ op(B) + beta * C, where A is stored [m,k] (or [k,m]
- * when transA) and B is stored [k,n] (or [n,k] when transB), each densely.
+ * when transA) and B is stored [k,n] (or [n,k] when transB), densely unless a leading dimension says
+ * otherwise.
+ *
+ * @example
+ * ```ts
+ * // dhidden[R, C] = dlogits[R, V] @ W[V, C], dlogits rows padded to Vp columns (Vp >= V)
+ * const shape: GemmShape = { m: R, n: C, k: V, lda: Vp, inputType: "bf16", outputType: "bf16" };
+ * ```
  */
 export interface GemmShape {
   m: number;
@@ -75,6 +82,12 @@ export interface GemmShape {
   compute?: "f32" | "tf32";
   /** Batched GEMM over `batch` matrices at the given element strides (0 = shared operand). */
   batch?: { count: number; strideA: number; strideB: number; strideC: number };
+  /** Elements between rows of the stored A (default packed: k, or m when transA). */
+  lda?: number;
+  /** Elements between rows of the stored B (default packed: n, or k when transB). */
+  ldb?: number;
+  /** Elements between rows of C (default packed: n). */
+  ldc?: number;
 }
 
 interface Plan {
@@ -160,7 +173,7 @@ export class CublasLt {
   }
 
   private plan(shape: GemmShape): Plan {
-    const key = JSON.stringify(shape);
+    const key = JSON.stringify(shape); // every field, leading dimensions included
     const cached = this.plans.get(key);
     if (cached) return cached;
     const { m, n, k } = shape;
@@ -209,14 +222,15 @@ export class CublasLt {
       }
       return handle;
     };
-    // Column-major layouts of the stored matrices (before op).
+    // Column-major layouts of the stored matrices (before op); a row-major row stride is the
+    // column-major leading dimension.
     const layoutB = shape.transB
-      ? layout(inType, k, n, k, shape.batch?.strideB ?? null)
-      : layout(inType, n, k, n, shape.batch?.strideB ?? null);
+      ? layout(inType, k, n, shape.ldb ?? k, shape.batch?.strideB ?? null)
+      : layout(inType, n, k, shape.ldb ?? n, shape.batch?.strideB ?? null);
     const layoutA = shape.transA
-      ? layout(inType, m, k, m, shape.batch?.strideA ?? null)
-      : layout(inType, k, m, k, shape.batch?.strideA ?? null);
-    const layoutC = layout(outType, n, m, n, shape.batch?.strideC ?? null);
+      ? layout(inType, m, k, shape.lda ?? m, shape.batch?.strideA ?? null)
+      : layout(inType, k, m, shape.lda ?? k, shape.batch?.strideA ?? null);
+    const layoutC = layout(outType, n, m, shape.ldc ?? n, shape.batch?.strideC ?? null);
     checkStatus("cublasLtMatmulPreferenceCreate", this.lib.cublasLtMatmulPreferenceCreate(this.out));
     const preference = this.out[0];
     const bytes = new BigUint64Array(64);

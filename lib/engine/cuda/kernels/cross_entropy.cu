@@ -1,11 +1,17 @@
 // The softmax / cross-entropy step of the fused lm head: for one chunk of rows of f32 logits [R, V]
-// (made by a cuBLASLt GEMM), writes each row's loss and, when asked, dlogits = scale * (softmax -
-// onehot(target)) (in place when dlogits is the f32 logits buffer). Two kernels, picked by the host:
-// V % 4 == 0, aligned rows and V at most 8 slices of a block (about 45000 columns each with 227 KB of
-// shared memory; the host decides): persistent blocks (a cluster of 2..8 blocks per row above one slice)
-// prefetching rows, reading the logits once; any other row: two passes, block per row, one
-// pass for the running max and sum of exponentials, one for the gradient; 4 elements per access with
-// `vec` (V % 4 == 0, aligned). Exponentials go through the hardware 2^x on x * log2(e) (fa_exp2, FA_LOG2E of flash_attention_mma.cu, concatenated before).
+// stored with a row stride of `stride` >= V elements (made by a cuBLASLt GEMM with ldc = stride),
+// writes each row's loss and, when asked, dlogits = scale * (softmax - onehot(target)) (same stride;
+// in place when dlogits is the f32 logits buffer). Padding columns [V, stride) are never read as
+// logits (they may hold anything): the last float4 of a row masks its columns past V to -inf, so they
+// add nothing to the max and sum and their gradient comes out 0 (written only where a float4 store
+// covers them; the dhidden / dweight GEMMs read dlogits with k = V or m = V and lda = stride, so
+// padding is never read and the rest of it stays untouched). Two kernels, picked by the host: aligned
+// rows (stride % 4 == 0) and V at most 8 slices of a block (about 45000 columns each with 227 KB of
+// shared memory; the host decides): persistent blocks (a cluster of 2..8 blocks per row above one
+// slice) prefetching rows, reading the logits once; any other row: two passes, block per row, one pass
+// for the running max and sum of exponentials, one for the gradient; 4 elements per access with `vec`
+// (stride % 4 == 0, aligned). Exponentials go through the hardware 2^x on x * log2(e) (fa_exp2,
+// FA_LOG2E of flash_attention_mma.cu, concatenated before).
 
 struct alignas(8) u32x2 {
   unsigned x, y;
@@ -21,6 +27,15 @@ __device__ __forceinline__ void st4(bf16* p, const float* v) {
   u.x = fa_pack(v[0], v[1]);
   u.y = fa_pack(v[2], v[3]);
   *reinterpret_cast<u32x2*>(p) = u;
+}
+/** The float4 u of columns [j, j + 4) with those at or past `valid` = V - j (the row's padding) set to
+ * -inf, so they add nothing to a max or a sum of exponentials and get a zero gradient; valid >= 1. */
+__device__ __forceinline__ u32x4 ce_mask4(u32x4 u, int valid) {
+  const unsigned neg_inf = 0xff800000u;
+  u.y = valid > 1 ? u.y : neg_inf;
+  u.z = valid > 2 ? u.z : neg_inf;
+  u.w = valid > 3 ? u.w : neg_inf;
+  return u;
 }
 /** e^x through the hardware 2^x (2 ulp; results below 2^-126 flushed to 0; e^-inf = 0). */
 __device__ __forceinline__ float ce_exp(float x) { return fa_exp2(x * FA_LOG2E); }
@@ -52,10 +67,11 @@ __device__ __forceinline__ void online_add4(u32x4 u, float* m, float* s) {
 #define CE_ROWS(ng, G)                                                                             \
   extern "C" __global__ void cross_entropy_rows_##ng(const float* logits, G* dlogits,              \
                                                      float* losses, const int* targets, int vocab, \
-                                                     float scale, int want_grad, int vec) {        \
+                                                     int stride, float scale, int want_grad,       \
+                                                     int vec) {                                    \
     const i64 row = blockIdx.x;                                                                    \
-    const float* lr = logits + row * vocab;                                                        \
-    G* dr = dlogits + row * vocab;                                                                 \
+    const float* lr = logits + row * stride;                                                       \
+    G* dr = dlogits + row * stride;                                                                \
     const int target = targets[row];                                                               \
     if (target < 0) {                                                                              \
       if (threadIdx.x == 0) losses[row] = 0.f;                                                     \
@@ -65,7 +81,7 @@ __device__ __forceinline__ void online_add4(u32x4 u, float* m, float* s) {
     float m = -F32_INFINITY, s = 0.f;                                                              \
     if (vec) {                                                                                     \
       for (int j = threadIdx.x * 4; j < vocab; j += blockDim.x * 4) {                              \
-        online_add4(*reinterpret_cast<const u32x4*>(lr + j), &m, &s);                              \
+        online_add4(ce_mask4(*reinterpret_cast<const u32x4*>(lr + j), vocab - j), &m, &s);         \
       }                                                                                            \
     } else {                                                                                       \
       for (int j = threadIdx.x; j < vocab; j += blockDim.x) online_add(lr[j], &m, &s);             \
@@ -76,11 +92,12 @@ __device__ __forceinline__ void online_add4(u32x4 u, float* m, float* s) {
     if (threadIdx.x == 0) losses[row] = target < vocab ? lse - lr[target] : F32_NAN;               \
     __syncthreads();                                                                               \
     if (!want_grad) return;                                                                        \
+    const int hot = target < vocab ? target : -1; /* no onehot in the padding */                   \
     if (vec) {                                                                                     \
       for (int j = threadIdx.x * 4; j < vocab; j += blockDim.x * 4) {                              \
-        const u32x4 u = *reinterpret_cast<const u32x4*>(lr + j);                                   \
+        const u32x4 u = ce_mask4(*reinterpret_cast<const u32x4*>(lr + j), vocab - j);              \
         float p[4] = {__uint_as_float(u.x), __uint_as_float(u.y), __uint_as_float(u.z), __uint_as_float(u.w)}; \
-        _Pragma("unroll") for (int k = 0; k < 4; k++) p[k] = scale * (ce_exp_minus(p[k], lse2) - (j + k == target ? 1.f : 0.f)); \
+        _Pragma("unroll") for (int k = 0; k < 4; k++) p[k] = scale * (ce_exp_minus(p[k], lse2) - (j + k == hot ? 1.f : 0.f)); \
         st4(dr + j, p);                                                                            \
       }                                                                                            \
     } else {                                                                                       \
@@ -91,12 +108,14 @@ __device__ __forceinline__ void online_add4(u32x4 u, float* m, float* s) {
   }
 EACH1(CE_ROWS)
 
-// The same for V % 4 == 0 and aligned rows, one pass over the logits: persistent blocks of
+// The same for aligned rows (stride % 4 == 0), one pass over the logits: persistent blocks of
 // CE_PREFETCH_THREADS threads take rows in turn. A block's slice of the current row: its first
 // CE_PREFETCH_HELD columns (CE_PREFETCH_CHUNKS float4 per thread) are held in registers; the overflow
 // columns [CE_PREFETCH_HELD, slice) (up to CE_OVERFLOW_CHUNKS float4 per thread) stay in shared memory
-// and are read there by the max, sum and gradient loops. Meanwhile the next row is copied with cp.async
-// into dynamic shared memory, so its loads overlap this row's reductions and stores. Dynamic shared
+// and are read there by the max, sum and gradient loops; a block copies the float4s starting before its
+// last column (ceil(width / 4) of them: the last may hold up to 3 padding columns, masked by ce_mask4
+// when read). Meanwhile the next row is copied with cp.async into dynamic shared memory, so its loads
+// overlap this row's reductions and stores. Dynamic shared
 // memory (floats): [0, HELD) the next row's held part, then two overflow buffers of (slice - HELD)
 // floats, used by row parity (the copy of row r + 1 fills one while row r reads the other). Each thread
 // copies and reads back only its own float4s (ce_col: the same mapping for the copy and the reads), so
@@ -120,8 +139,9 @@ extern __shared__ u32x4 ce_shared[];
 /** Column of this thread's float4 number `c` (from 0) within the held part or within the overflow. */
 __device__ __forceinline__ int ce_col(int c) { return (c * CE_PREFETCH_THREADS + (int)threadIdx.x) * 4; }
 
-/** Starts the copy of this thread's float4s of the `width` floats at `lr` into shared memory: the held
- * columns to floats [0, CE_PREFETCH_HELD), the overflow columns to the buffer at float `over`. The loops
+/** Starts the copy of this thread's float4s of the `width` floats at `lr` (the last float4 may run up
+ * to 3 floats into the row's padding) into shared memory: the held columns to floats
+ * [0, CE_PREFETCH_HELD), the overflow columns to the buffer at float `over`. The loops
  * stay rolled: unrolled, their addresses live beside the held registers spilled at 64 registers. */
 __device__ __forceinline__ void ce_fetch(u32 base, int over, const float* lr, int width) {
 #pragma unroll 1
@@ -148,8 +168,13 @@ __device__ __forceinline__ float ce_sum4(u32x4 u, float c2) {
   return (ce_exp_minus(__uint_as_float(u.x), c2) + ce_exp_minus(__uint_as_float(u.y), c2)) +
          (ce_exp_minus(__uint_as_float(u.z), c2) + ce_exp_minus(__uint_as_float(u.w), c2));
 }
-/** For the four logits u at local columns [j, j + 4): writes the row's loss lse - logit if the target is
- * among them, and (want_grad) scale * (softmax - onehot) to dr + j. */
+/** The overflow float4 number `c` of this thread (in `spill`), masked past the block's `width` columns. */
+__device__ __forceinline__ u32x4 ce_spill(const u32x4* spill, int c, int width) {
+  const int j = ce_col(c);
+  return ce_mask4(spill[j >> 2], width - CE_PREFETCH_HELD - j);
+}
+/** For the four logits u at local columns [j, j + 4) (masked: padding is -inf): writes the row's loss
+ * lse - logit if the target is among them, and (want_grad) scale * (softmax - onehot) to dr + j. */
 template <typename G>
 __device__ __forceinline__ void ce_finish4(u32x4 u, int j, int local_target, float lse, float lse2, float scale,
                                            int want_grad, G* dr, float* loss) {
@@ -207,28 +232,28 @@ __device__ __forceinline__ void ce_cluster_load2(const float* local, int rank, f
 
 template <int CLUSTER, typename G>
 __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits, float* losses,
-                                                 const int* targets, int rows, int vocab, int slice,
-                                                 float scale, int want_grad) {
+                                                 const int* targets, int rows, int vocab, int stride,
+                                                 int slice, float scale, int want_grad) {
   __shared__ __align__(8) float pair[2][2]; // this block's (max, sum) of the row, by row parity
   __shared__ float merged[2];               // the cluster's (max, sum) of the row
   const u32 base = fa_smem(ce_shared);
   const int rank = CLUSTER > 1 ? ce_cluster_rank() : 0;
   const int first = rank * slice, width = imin(slice, vocab - first); // this block's columns
-  const int stride = gridDim.x / CLUSTER;
+  const int step = gridDim.x / CLUSTER; // rows between this block's rows
   // parity: of the rows this block has read so far; it picks this row's (max, sum) slot and overflow
   // buffer. An ignored row reads nothing, so the next row takes its buffer (and slot) over.
   int row = blockIdx.x / CLUSTER, parity = 0;
   int target = row < rows ? targets[row] : -1;
-  if (target >= 0) ce_fetch(base, ce_buffer(parity, slice), logits + (i64)row * vocab + first, width);
+  if (target >= 0) ce_fetch(base, ce_buffer(parity, slice), logits + (i64)row * stride + first, width);
   fa_cp_commit();
-  for (; row < rows; row += stride) {
+  for (; row < rows; row += step) {
     // The next row's target is loaded now, so its latency overlaps this row's wait.
-    const int next = row + stride, next_target = next < rows ? targets[next] : -1;
+    const int next = row + step, next_target = next < rows ? targets[next] : -1;
     if (target < 0) { // the same in every block of the cluster: no barrier on either side
-      if (next_target >= 0) ce_fetch(base, ce_buffer(parity, slice), logits + (i64)next * vocab + first, width);
+      if (next_target >= 0) ce_fetch(base, ce_buffer(parity, slice), logits + (i64)next * stride + first, width);
       fa_cp_commit();
       if (threadIdx.x == 0 && rank == 0) losses[row] = 0.f;
-      G* dr = dlogits + (i64)row * vocab + first;
+      G* dr = dlogits + (i64)row * stride + first;
       if (want_grad) for (int j = threadIdx.x; j < width; j += CE_PREFETCH_THREADS) stf(dr + j, 0.f);
       target = next_target;
       continue;
@@ -242,19 +267,19 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
     for (int c = 0; c < CE_PREFETCH_CHUNKS; c++) {
       const int j = ce_col(c);
       if (j < width) {
-        held[c] = ce_shared[j >> 2];
+        held[c] = ce_mask4(ce_shared[j >> 2], width - j);
         m = fmaxf(m, ce_max4(held[c]));
       }
     }
 #pragma unroll
     for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
       const int j = ce_col(c);
-      if (CE_PREFETCH_HELD + j < width) m = fmaxf(m, ce_max4(spill[j >> 2]));
+      if (CE_PREFETCH_HELD + j < width) m = fmaxf(m, ce_max4(ce_spill(spill, c, width)));
     }
     // The held reads above are consumed (m) before the next row's copy overwrites their addresses (the
     // next row's overflow goes to the other buffer).
     asm volatile("" ::"f"(m) : "memory");
-    if (next_target >= 0) ce_fetch(base, ce_buffer(parity ^ 1, slice), logits + (i64)next * vocab + first, width);
+    if (next_target >= 0) ce_fetch(base, ce_buffer(parity ^ 1, slice), logits + (i64)next * stride + first, width);
     fa_cp_commit();
     const float m2 = m * FA_LOG2E;
     float s = 0.f;
@@ -265,7 +290,7 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
 #pragma unroll
     for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
       const int j = ce_col(c);
-      if (CE_PREFETCH_HELD + j < width) s += ce_sum4(spill[j >> 2], m2);
+      if (CE_PREFETCH_HELD + j < width) s += ce_sum4(ce_spill(spill, c, width), m2);
     }
     block_max_sum(&m, &s);
     if (CLUSTER > 1) {
@@ -285,8 +310,9 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
     parity ^= 1;
     const float lse = m + logf(s), lse2 = lse * FA_LOG2E;
     if (target >= vocab && threadIdx.x == 0 && rank == 0) losses[row] = F32_NAN;
-    const int local_target = target - first;
-    G* dr = dlogits + (i64)row * vocab + first;
+    // A target past V (NaN loss) must not meet a padding column of the last float4: no onehot then.
+    const int local_target = target < vocab ? target - first : -1;
+    G* dr = dlogits + (i64)row * stride + first;
 #pragma unroll
     for (int c = 0; c < CE_PREFETCH_CHUNKS; c++) {
       const int j = ce_col(c);
@@ -295,7 +321,7 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
 #pragma unroll
     for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
       const int j = CE_PREFETCH_HELD + ce_col(c);
-      if (j < width) ce_finish4(spill[ce_col(c) >> 2], j, local_target, lse, lse2, scale, want_grad, dr, losses + row);
+      if (j < width) ce_finish4(ce_spill(spill, c, width), j, local_target, lse, lse2, scale, want_grad, dr, losses + row);
     }
     target = next_target;
   }
@@ -303,17 +329,17 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
 }
 
 #define CE_ROWS_PREFETCH_PARAMS(G)                                                                 \
-  const float *logits, G *dlogits, float *losses, const int *targets, int rows, int vocab, int slice, \
-      float scale, int want_grad
+  const float *logits, G *dlogits, float *losses, const int *targets, int rows, int vocab, int stride, \
+      int slice, float scale, int want_grad
 #define CE_ROWS_PREFETCH_CLUSTER(n, ng, G)                                                         \
   extern "C" __global__ void __cluster_dims__(n, 1, 1) __launch_bounds__(CE_PREFETCH_THREADS, 1)   \
       cross_entropy_rows_prefetch##n##_##ng(CE_ROWS_PREFETCH_PARAMS(G)) {                          \
-    ce_rows_prefetch<n>(logits, dlogits, losses, targets, rows, vocab, slice, scale, want_grad);   \
+    ce_rows_prefetch<n>(logits, dlogits, losses, targets, rows, vocab, stride, slice, scale, want_grad);   \
   }
 #define CE_ROWS_PREFETCH(ng, G)                                                                    \
   extern "C" __global__ void __launch_bounds__(CE_PREFETCH_THREADS, 1)                             \
       cross_entropy_rows_prefetch_##ng(CE_ROWS_PREFETCH_PARAMS(G)) {                               \
-    ce_rows_prefetch<1>(logits, dlogits, losses, targets, rows, vocab, slice, scale, want_grad);   \
+    ce_rows_prefetch<1>(logits, dlogits, losses, targets, rows, vocab, stride, slice, scale, want_grad);   \
   }                                                                                                \
   CE_ROWS_PREFETCH_CLUSTER(2, ng, G)                                                               \
   CE_ROWS_PREFETCH_CLUSTER(3, ng, G)                                                               \
