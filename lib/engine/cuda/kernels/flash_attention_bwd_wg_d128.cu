@@ -1,37 +1,39 @@
 // Flash-attention backward on Hopper wgmma (sm_90a) for head dim 128: same contract and launch as
 // flash_attention_bwd_d128 (flash_attention_bwd.cu: dq_acc f32 reductions, dv_keys when KV < K).
-// One block = WD_KEYS (128) keys of one key head, two warpgroups (warpgroup w: keys 64w..64w+63), WD_ROWS
-// (32) queries per step. A 128-wide row is two 128-byte swizzled tiles [rows][64] side by side (dims
+// One block = WD_KEYS (128) keys of one key head, two warpgroups (warpgroup w: keys 64w..64w+63), BQ
+// queries per step (32; the _q48 variants 48: more work per barrier, 24 more registers). A 128-wide row is two 128-byte swizzled tiles [rows][64] side by side (dims
 // 0..63, 64..127; wg_swizzle128). Per step, per warpgroup:
-//   1. s^T = k q^T, dp^T = v dout^T [64 keys x 32 queries] (m64n32k16, K-major operands, K = 128 dims);
+//   1. s^T = k q^T, dp^T = v dout^T [64 keys x BQ queries] (m64nBQk16, K-major operands, K = 128 dims);
 //   2. p^T, ds^T in registers (accumulator layout = A-fragment layout); ds^T also to shared memory;
 //   3. dv += p^T dout, dk += ds^T q [64 keys x 128 dims] with A from registers, B (dout, q) MN-major:
 //      two m64n64k16 per k-step (one per 64-dim tile), or one m64n128k16 whose descriptor spans both
 //      tiles (WD_N128 variant: leading byte offset = the distance between the tiles);
-//   4. dq^T = k^T ds^T [64 dims (warpgroup w: dims 64w..) x 32 queries] (m64n32k16, A = k tile w
+//   4. dq^T = k^T ds^T [64 dims (warpgroup w: dims 64w..) x BQ queries] (m64nBQk16, A = k tile w
 //      MN-major, B = ds^T [keys][queries] MN-major, K = 128 keys), added to dq_acc [.., query, dim]
 //      with 8-byte reductions (lane pairs swap values so each holds two adjacent dims of one query).
 // Pipelined as flash_attention_bwd_wg_d64: dq^T of step it - 1 is queued behind step it's s^T / dp^T
-// (ds^T double-buffered: columns 0..31 / 32..63 of one [128][64] tile by step parity) and reduced while
+// (ds^T double-buffered: one [128][64] tile per step parity, BQ columns used) and reduced while
 // dv / dk run; first k-steps use ZERO accumulation; the dv / dk wait is at the end of the step. q, dout
 // and the lse / delta rows of step it + 1 load (cp.async, double-buffered) during step it.
-// Per thread: dk, dv 64 + 64 f32, s^T, dp^T 16 + 16, dq^T 16, p^T / ds^T fragments 8 + 8 u32.
+// Per thread: dk, dv 64 + 64 f32, s^T, dp^T, dq^T BQ / 2 each, p^T / ds^T fragments BQ / 4 u32 each.
 // Grid: (K, B, ceil(T / WD_KEYS)). Not yet run on a GPU.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 #define WD_THREADS 256
 #define WD_KEYS 128
-#define WD_ROWS 32
-#define WD_TILE_K 16384 /* [128][64] bf16: half of a k or v tile */
-#define WD_TILE_Q 4096  /* [32][64] bf16: half of a q or dout tile */
-#define WD_SK 0                                /* k [2 halves] */
-#define WD_SV (WD_SK + 2 * WD_TILE_K)          /* v [2 halves] */
-#define WD_SQ (WD_SV + 2 * WD_TILE_K)          /* q [2 stages][2 halves] */
-#define WD_SDO (WD_SQ + 4 * WD_TILE_Q)         /* dout [2 stages][2 halves] */
-#define WD_SDS (WD_SDO + 4 * WD_TILE_Q)        /* ds^T [128 keys][2 step parities x 32 queries] */
-#define WD_STATS (WD_SDS + WD_TILE_K)          /* lse, delta: [2 stages][2][32] f32 */
-/** Dynamic shared memory of flash_attention_bwd_wg_d128 (+ 1024 bytes to align the tiles): 116224. */
-#define WD_SHARED_BYTES (WD_STATS + 2 * 2 * WD_ROWS * 4 + 1024)
+#define WD_TILE_K 16384 /* [128][64] bf16: half of a k or v tile; one ds^T buffer */
+/** Shared-memory layout for BQ queries per step (byte offsets from the 1024-aligned base): k, v [2
+ * halves][128][64]; q, dout [2 stages][2 halves][BQ][64]; ds^T [2 step parities][128 keys][64] (BQ
+ * columns used); lse, delta [2 stages][2][BQ] f32. */
+#define WD_TILE_Q(BQ) ((BQ) * 128)
+#define WD_SK 0
+#define WD_SV (2 * WD_TILE_K)
+#define WD_SQ (4 * WD_TILE_K)
+#define WD_SDO(BQ) (WD_SQ + 4 * WD_TILE_Q(BQ))
+#define WD_SDS(BQ) (WD_SDO(BQ) + 4 * WD_TILE_Q(BQ))
+#define WD_STATS(BQ) (WD_SDS(BQ) + 2 * WD_TILE_K)
+/** Dynamic shared memory (+ 1024 bytes to align the tiles): 132608 at BQ 32, 149248 at BQ 48. */
+#define WD_SHARED_BYTES(BQ) (WD_STATS(BQ) + 2 * 2 * (BQ) * 4 + 1024)
 
 /** d[64x128] += a[64x16] (registers, as wg_mma_m64n64k16_rega) * b[16x128] from a descriptor; TB: b is
  * MN-major (then the descriptor's leading byte offset is the step between its two 64-column atoms). */
@@ -43,6 +45,35 @@ __device__ __forceinline__ void wd_mma_m64n128k16_rega(float* d, const u32* a, u
       "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, %69;\n}\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(TB));
+}
+
+/** d[64x48] += a[64x16] * b[16x48] from descriptors (ZERO: d = a * b, as wg_mma_m64n64k16); TA / TB:
+ * MN-major. */
+template <int TA, int TB, int ZERO>
+__device__ __forceinline__ void wd_mma_m64n48k16(float* d, u64 da, u64 db) {
+  if constexpr (ZERO) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n48k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}, %24, %25, p, 1, 1, %26, %27;\n}\n"
+        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]), "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]), "=f"(d[19]), "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23])
+        : "l"(da), "l"(db), "n"(TA), "n"(TB));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n48k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}, %24, %25, p, 1, 1, %26, %27;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
+        : "l"(da), "l"(db), "n"(TA), "n"(TB));
+  }
+}
+
+/** d[64xN] (+)= a[64x16] * b[16xN] from descriptors for N = 32 or 48. */
+template <int N, int TA, int TB, int ZERO = 0>
+__device__ __forceinline__ void wd_mma_ss(float* d, u64 da, u64 db) {
+  static_assert(N == 32 || N == 48, "queries per step");
+  if constexpr (N == 32) wg_mma_m64n32k16<TA, TB, ZERO>(d, da, db);
+  else wd_mma_m64n48k16<TA, TB, ZERO>(d, da, db);
 }
 
 /** red.global.add of two adjacent f32 (8-byte aligned). */
@@ -71,46 +102,46 @@ __device__ __forceinline__ void wd_load_rows(u32 dst, const bf16* base, i64 stri
 
 extern __shared__ u32x4 wd_shared[];
 
-template <int N128>
+template <int BQ, int N128>
 __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q,
                                        const bf16* k, const bf16* v, const bf16* dout, const float* lse,
                                        const float* delta, int T, int H, int HK, int HV, float scale_log2,
                                        float scale) {
-  constexpr int D = 128;
+  constexpr int D = 128, TILE_Q = WD_TILE_Q(BQ), SDO = WD_SDO(BQ), SDS = WD_SDS(BQ), STATS = WD_STATS(BQ);
   const u32 base = (fa_smem(wd_shared) + 1023u) & ~1023u;
-  float* stats = reinterpret_cast<float*>(reinterpret_cast<char*>(wd_shared) + (base - fa_smem(wd_shared)) + WD_STATS);
+  float* stats = reinterpret_cast<float*>(reinterpret_cast<char*>(wd_shared) + (base - fa_smem(wd_shared)) + STATS);
   const int hk = blockIdx.x, b = blockIdx.y, k0 = blockIdx.z * WD_KEYS;
   const int group = H / HK, hv = hk / (HK / HV);
   const int wg = threadIdx.x >> 7, wi = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
   const i64 qstride = (i64)H * D, kstride = (i64)HK * D, vstride = (i64)HV * D;
-  const int qfirst = k0 / WD_ROWS, qblocks = (T + WD_ROWS - 1) / WD_ROWS - qfirst, steps = group * qblocks;
+  const int qfirst = k0 / BQ, qblocks = (T + BQ - 1) / BQ - qfirst, steps = group * qblocks;
   auto step_head = [&](int it) { return hk * group + it / qblocks; };
-  auto step_q0 = [&](int it) { return (qfirst + it % qblocks) * WD_ROWS; };
+  auto step_q0 = [&](int it) { return (qfirst + it % qblocks) * BQ; };
 
   wd_load_rows<WD_KEYS>(base + WD_SK, k + ((i64)b * T * HK + hk) * D, kstride, k0, T);
   wd_load_rows<WD_KEYS>(base + WD_SV, v + ((i64)b * T * HV + hv) * D, vstride, k0, T);
   auto load_step = [&](int it, int stage) {
     const int h = step_head(it), q0 = step_q0(it);
     const i64 head = (i64)b * T * H + h;
-    wd_load_rows<WD_ROWS>(base + WD_SQ + stage * 2 * WD_TILE_Q, q + head * D, qstride, q0, T);
-    wd_load_rows<WD_ROWS>(base + WD_SDO + stage * 2 * WD_TILE_Q, dout + head * D, qstride, q0, T);
+    wd_load_rows<BQ>(base + WD_SQ + stage * 2 * TILE_Q, q + head * D, qstride, q0, T);
+    wd_load_rows<BQ>(base + SDO + stage * 2 * TILE_Q, dout + head * D, qstride, q0, T);
     // lse and delta rows by cp.async too (a plain load would stall its warps' next wgmma issue); rows
     // past T read 0: their q and dout rows are zero, so p = 1 there adds nothing to dv, ds = 0.
-    for (int r = threadIdx.x; r < 2 * WD_ROWS; r += WD_THREADS) {
-      const int row = r & (WD_ROWS - 1);
+    for (int r = threadIdx.x; r < 2 * BQ; r += WD_THREADS) {
+      const int row = r < BQ ? r : r - BQ;
       const bool inside = q0 + row < T;
-      const float* src = (r < WD_ROWS ? lse : delta) + ((i64)b * H + h) * T + (inside ? q0 + row : 0);
-      wd_cp4(base + WD_STATS + 4u * (stage * 2 * WD_ROWS + r), src, inside ? 4 : 0);
+      const float* src = (r < BQ ? lse : delta) + ((i64)b * H + h) * T + (inside ? q0 + row : 0);
+      wd_cp4(base + STATS + 4u * (stage * 2 * BQ + r), src, inside ? 4 : 0);
     }
   };
-  // dq^T [dims 64wg.., 32 queries] of step `it` = k^T ds^T over the 128 keys (ds^T columns 32 (it & 1)..).
+  // dq^T [dims 64wg.., BQ queries] of step `it` = k^T ds^T over the 128 keys (ds^T buffer it & 1).
   auto issue_dq = [&](float* acc, int it) {
-    const u32 sds = base + WD_SDS + 64u * (it & 1), sk = base + WD_SK + WD_TILE_K * wg;
-    wg_mma_m64n32k16<1, 1, 1>(acc, wg_desc(sk, WB_LBO_MN, WB_SBO_MN), wg_desc(sds, WB_LBO_MN, WB_SBO_MN));
+    const u32 sds = base + SDS + WD_TILE_K * (it & 1), sk = base + WD_SK + WD_TILE_K * wg;
+    wd_mma_ss<BQ, 1, 1, 1>(acc, wg_desc(sk, WB_LBO_MN, WB_SBO_MN), wg_desc(sds, WB_LBO_MN, WB_SBO_MN));
 #pragma unroll
     for (int kc = 1; kc < WD_KEYS / 16; kc++) {
-      wg_mma_m64n32k16<1, 1>(acc, wg_desc(sk + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
-                             wg_desc(sds + 2048u * kc, WB_LBO_MN, WB_SBO_MN));
+      wd_mma_ss<BQ, 1, 1>(acc, wg_desc(sk + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
+                          wg_desc(sds + 2048u * kc, WB_LBO_MN, WB_SBO_MN));
     }
   };
   // acc[4j + 2half + e]: dim 64wg + 16wi + g + 8half, query 8j + 2c + e. Lanes g, g ^ 1 swap one value
@@ -121,7 +152,7 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
     const i64 head = (i64)b * T * H + step_head(it);
     const int dim = 64 * wg + 16 * wi + (g & ~1);
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
+    for (int j = 0; j < BQ / 8; j++) {
 #pragma unroll
       for (int half = 0; half < 2; half++) {
         const float mine0 = acc[4 * j + 2 * half], mine1 = acc[4 * j + 2 * half + 1];
@@ -138,7 +169,7 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   load_step(0, 0);
   fa_cp_commit();
 
-  float dka[64], dva[64], acc[16];
+  float dka[64], dva[64], acc[BQ / 2];
 #pragma unroll
   for (int i = 0; i < 64; i++) dka[i] = dva[i] = 0.f;
   const int krow = 64 * wg + 16 * wi + g; // this thread's key rows in the block: krow, krow + 8
@@ -151,36 +182,36 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
     if (it + 1 < steps) load_step(it + 1, stage ^ 1);
     fa_cp_commit();
     const int q0 = step_q0(it);
-    const u32 sq = base + WD_SQ + stage * 2 * WD_TILE_Q, sdo = base + WD_SDO + stage * 2 * WD_TILE_Q;
-    const float* lrow = stats + stage * 2 * WD_ROWS;
-    const float* drow = lrow + WD_ROWS;
+    const u32 sq = base + WD_SQ + stage * 2 * TILE_Q, sdo = base + SDO + stage * 2 * TILE_Q;
+    const float* lrow = stats + stage * 2 * BQ;
+    const float* drow = lrow + BQ;
 
-    // 1. s^T and dp^T for this warpgroup's 64 keys x the 32 queries (k-step kk: dims 16kk.., in tile
+    // 1. s^T and dp^T for this warpgroup's 64 keys x the BQ queries (k-step kk: dims 16kk.., in tile
     //    kk / 4 at byte 32 (kk % 4) of each row); dq^T of step it - 1 queued behind them.
-    float st[16], dpt[16];
+    float st[BQ / 2], dpt[BQ / 2];
     const u32 sk = base + WD_SK + 8192u * wg, sv = base + WD_SV + 8192u * wg;
     wg_fence();
-    wg_mma_m64n32k16<0, 0, 1>(st, wg_desc(sk, WB_LBO_K, WB_SBO_K), wg_desc(sq, WB_LBO_K, WB_SBO_K));
-    wg_mma_m64n32k16<0, 0, 1>(dpt, wg_desc(sv, WB_LBO_K, WB_SBO_K), wg_desc(sdo, WB_LBO_K, WB_SBO_K));
+    wd_mma_ss<BQ, 0, 0, 1>(st, wg_desc(sk, WB_LBO_K, WB_SBO_K), wg_desc(sq, WB_LBO_K, WB_SBO_K));
+    wd_mma_ss<BQ, 0, 0, 1>(dpt, wg_desc(sv, WB_LBO_K, WB_SBO_K), wg_desc(sdo, WB_LBO_K, WB_SBO_K));
 #pragma unroll
     for (int kk = 1; kk < D / 16; kk++) {
-      const u32 ka = (kk >> 2) * WD_TILE_K + 32u * (kk & 3), qa = (kk >> 2) * WD_TILE_Q + 32u * (kk & 3);
-      wg_mma_m64n32k16<0, 0>(st, wg_desc(sk + ka, WB_LBO_K, WB_SBO_K), wg_desc(sq + qa, WB_LBO_K, WB_SBO_K));
-      wg_mma_m64n32k16<0, 0>(dpt, wg_desc(sv + ka, WB_LBO_K, WB_SBO_K), wg_desc(sdo + qa, WB_LBO_K, WB_SBO_K));
+      const u32 ka = (kk >> 2) * WD_TILE_K + 32u * (kk & 3), qa = (kk >> 2) * TILE_Q + 32u * (kk & 3);
+      wd_mma_ss<BQ, 0, 0>(st, wg_desc(sk + ka, WB_LBO_K, WB_SBO_K), wg_desc(sq + qa, WB_LBO_K, WB_SBO_K));
+      wd_mma_ss<BQ, 0, 0>(dpt, wg_desc(sv + ka, WB_LBO_K, WB_SBO_K), wg_desc(sdo + qa, WB_LBO_K, WB_SBO_K));
     }
     wg_commit();
     if (it > 0) issue_dq(acc, it - 1);
     wg_commit();
     wg_wait<1>();
-    wg_fence_operands<16>(st);
-    wg_fence_operands<16>(dpt);
+    wg_fence_operands<BQ / 2>(st);
+    wg_fence_operands<BQ / 2>(dpt);
 
     // 2. p^T = exp(s - lse) (0 above the diagonal), ds^T = p^T (dp^T - delta); both as A fragments.
     const bool diagonal = q0 < k0 + WD_KEYS;
-    const u32 sds = base + WD_SDS;
-    u32 pa[8], da[8]; // bf16 pairs: [n-tile j][half]: keys krow (+8), queries 8j + 2c (+1)
+    const u32 sds = base + SDS + WD_TILE_K * stage;
+    u32 pa[BQ / 4], da[BQ / 4]; // bf16 pairs: [n-tile j][half]: keys krow (+8), queries 8j + 2c (+1)
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
+    for (int j = 0; j < BQ / 8; j++) {
 #pragma unroll
       for (int half = 0; half < 2; half++) {
         const int key = k0 + krow + 8 * half, col = 8 * j + 2 * c;
@@ -194,7 +225,7 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
         const float d1 = p1 * (dpt[4 * j + 2 * half + 1] - drow[col + 1]);
         pa[2 * j + half] = fa_pack(p0, p1);
         da[2 * j + half] = fa_pack(d0, d1);
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sds + wg_swizzle128(krow + 8 * half, WD_ROWS * stage + col)),
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sds + wg_swizzle128(krow + 8 * half, col)),
                      "r"(da[2 * j + half]));
       }
     }
@@ -202,16 +233,16 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
     //    B rows 16kq.. are 2048 bytes into each 64-dim tile.
     wg_fence();
 #pragma unroll
-    for (int kq = 0; kq < WD_ROWS / 16; kq++) {
+    for (int kq = 0; kq < BQ / 16; kq++) {
       const u32 fp[4] = {pa[4 * kq], pa[4 * kq + 1], pa[4 * kq + 2], pa[4 * kq + 3]};
       const u32 fd[4] = {da[4 * kq], da[4 * kq + 1], da[4 * kq + 2], da[4 * kq + 3]};
       if constexpr (N128) {
-        wd_mma_m64n128k16_rega<1>(dva, fp, wg_desc(sdo + 2048u * kq, WD_TILE_Q, WB_SBO_MN));
-        wd_mma_m64n128k16_rega<1>(dka, fd, wg_desc(sq + 2048u * kq, WD_TILE_Q, WB_SBO_MN));
+        wd_mma_m64n128k16_rega<1>(dva, fp, wg_desc(sdo + 2048u * kq, TILE_Q, WB_SBO_MN));
+        wd_mma_m64n128k16_rega<1>(dka, fd, wg_desc(sq + 2048u * kq, TILE_Q, WB_SBO_MN));
       } else {
 #pragma unroll
         for (int n = 0; n < 2; n++) {
-          const u32 at = n * WD_TILE_Q + 2048u * kq;
+          const u32 at = n * TILE_Q + 2048u * kq;
           wg_mma_m64n64k16_rega<1>(dva + 32 * n, fp, wg_desc(sdo + at, WB_LBO_MN, WB_SBO_MN));
           wg_mma_m64n64k16_rega<1>(dka + 32 * n, fd, wg_desc(sq + at, WB_LBO_MN, WB_SBO_MN));
         }
@@ -221,7 +252,7 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
     // 4. dq^T of step it - 1 into dq_acc while dv / dk run.
     if (it > 0) {
       wg_wait<1>();
-      wg_fence_operands<16>(acc);
+      wg_fence_operands<BQ / 2>(acc);
       reduce_dq(acc, it - 1);
     }
     // dv / dk done: they are the last readers of this stage's tiles, into which step it + 1 loads step
@@ -235,7 +266,7 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   issue_dq(acc, steps - 1);
   wg_commit();
   wg_wait<0>();
-  wg_fence_operands<16>(acc);
+  wg_fence_operands<BQ / 2>(acc);
   wg_fence_operands<64>(dka);
   wg_fence_operands<64>(dva);
   reduce_dq(acc, steps - 1);
@@ -264,15 +295,19 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   }
 }
 
-#define WD_BWD(N128, NAME)                                                                          \
+#define WD_BWD(BQ, N128, NAME)                                                                      \
   extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) NAME(                                 \
       float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k, const bf16* v, \
       const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, int HV,           \
       float scale_log2, float scale) {                                                              \
-    wd_bwd<N128>(dq_acc, dk, dv, dv_keys, q, k, v, dout, lse, delta, T, H, HK, HV, scale_log2, scale); \
+    wd_bwd<BQ, N128>(dq_acc, dk, dv, dv_keys, q, k, v, dout, lse, delta, T, H, HK, HV, scale_log2, scale); \
   }
-/** dv / dk as two m64n64k16 per k-step (the descriptor layout verified by the wgmma probe). */
-WD_BWD(0, flash_attention_bwd_wg_d128)
-/** dv / dk as one m64n128k16 per k-step (B spans both 64-dim tiles; for a timing comparison). */
-WD_BWD(1, flash_attention_bwd_wg_d128_n128)
+/** 32 queries per step, dv / dk as two m64n64k16 per k-step (the descriptor layout the wgmma probe
+ * verified). */
+WD_BWD(32, 0, flash_attention_bwd_wg_d128)
+/** Variants for a timing comparison: dv / dk as one m64n128k16 per k-step (B spans both 64-dim tiles:
+ * leading byte offset = the distance between them, per the PTX ISA; not probed), 48 queries per step. */
+WD_BWD(32, 1, flash_attention_bwd_wg_d128_n128)
+WD_BWD(48, 0, flash_attention_bwd_wg_d128_q48)
+WD_BWD(48, 1, flash_attention_bwd_wg_d128_q48_n128)
 #endif
