@@ -1,13 +1,14 @@
 // Flash-attention backward on Hopper wgmma (sm_90a) for head dim 128: same contract and launch as
 // flash_attention_bwd_d128 (flash_attention_bwd.cu: dq_acc f32 reductions, dv_keys when KV < K).
 // One block = WD_KEYS (128) keys of one key head, two warpgroups (warpgroup w: keys 64w..64w+63), BQ
-// queries per step (32; the _q48 variants 48: more work per barrier, 24 more registers). A 128-wide row is two 128-byte swizzled tiles [rows][64] side by side (dims
-// 0..63, 64..127; wg_swizzle128). Per step, per warpgroup:
+// queries per step (32; the _q48 variants 48: more work per barrier, 26 more registers). A 128-wide row
+// is two 128-byte swizzled tiles [rows][64] side by side (dims 0..63, 64..127; wg_swizzle128). Per
+// step, per warpgroup:
 //   1. s^T = k q^T, dp^T = v dout^T [64 keys x BQ queries] (m64nBQk16, K-major operands, K = 128 dims);
 //   2. p^T, ds^T in registers (accumulator layout = A-fragment layout); ds^T also to shared memory;
 //   3. dv += p^T dout, dk += ds^T q [64 keys x 128 dims] with A from registers, B (dout, q) MN-major:
 //      two m64n64k16 per k-step (one per 64-dim tile), or one m64n128k16 whose descriptor spans both
-//      tiles (WD_N128 variant: leading byte offset = the distance between the tiles);
+//      tiles (_n128 variants: leading byte offset = the distance between the tiles);
 //   4. dq^T = k^T ds^T [64 dims (warpgroup w: dims 64w..) x BQ queries] (m64nBQk16, A = k tile w
 //      MN-major, B = ds^T [keys][queries] MN-major, K = 128 keys), added to dq_acc [.., query, dim]
 //      with 8-byte reductions (lane pairs swap values so each holds two adjacent dims of one query).
