@@ -1,6 +1,7 @@
 // Flash attention on the CUDA engine: launches the FlashAttention-2 kernels of
 // kernels/flash_attention_*.cu (mma.sync tensor cores; bf16, causal, grouped heads, head dims 64, 128),
-// and at head dim 64 on sm_90 the Hopper wgmma kernels (flash_attention_fwd_wg.cu, wgmma.cu).
+// and on sm_90 the Hopper wgmma kernels (forward at head dim 64: flash_attention_fwd_wg.cu; backward:
+// wgmma.cu at 64, flash_attention_bwd_wg_d128.cu at 128).
 // The CudaEngine's attention ops call these for bf16 tensors with those head dims and keep the simple
 // kernels (attention.cu) for the rest. dq is summed over key blocks with f32 vector reductions into
 // a zeroed [B, T, H, D] f32 buffer (4 bytes per element of q, freed after the call), then scaled and
@@ -48,6 +49,15 @@ const WGMMA_BACKWARD: FlashKernel = {
   rows: BWD_KEYS,
   threads: BWD_THREADS,
   sharedBytes: 4 * 16384 + 4 * 8192 + 4 * 64 * 4 + 1024,
+};
+/** The Hopper backward for head dim 128 (kernels/flash_attention_bwd_wg_d128.cu): 128 keys in two
+ * warpgroups, 48 queries per step; shared memory WD_SHARED_BYTES(48): k, v [2][128][64], q and dout
+ * [2 stages][2][48][64], ds^T [2][128][64] bf16, lse and delta [2][2][48] f32, 1024 to align. */
+const WGMMA_BACKWARD_D128: FlashKernel = {
+  name: "flash_attention_bwd_wg_d128",
+  rows: BWD_KEYS,
+  threads: BWD_THREADS,
+  sharedBytes: 4 * 16384 + 8 * 48 * 128 + 2 * 16384 + 2 * 2 * 48 * 4 + 1024,
 };
 /** bf16 elements of padding per shared-memory row (FA_PAD). */
 const PAD = 8;
@@ -158,9 +168,10 @@ function forwardKernel(device: CudaDevice, d: number): FlashKernel {
   };
 }
 
-/** The backward kernel for head dim `d` on `device`: wgmma at head dim 64 on sm_90, else mma.sync. */
+/** The backward kernel for head dim `d` on `device`: wgmma on sm_90, else mma.sync. */
 function backwardKernel(device: CudaDevice, d: number): FlashKernel {
-  if (d === 64 && device.info.arch === 90) return WGMMA_BACKWARD;
+  if (device.info.arch === 90 && d === 64) return WGMMA_BACKWARD;
+  if (device.info.arch === 90 && d === 128) return WGMMA_BACKWARD_D128;
   return {
     name: `flash_attention_bwd_d${d}`,
     rows: BWD_KEYS,

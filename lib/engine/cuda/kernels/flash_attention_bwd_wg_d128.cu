@@ -1,27 +1,31 @@
 // Flash-attention backward on Hopper wgmma (sm_90a) for head dim 128: same contract and launch as
 // flash_attention_bwd_d128 (flash_attention_bwd.cu: dq_acc f32 reductions, dv_keys when KV < K).
-// One block = WD_KEYS (128) keys of one key head, two warpgroups (warpgroup w: keys 64w..64w+63), BQ
-// queries per step (32; the _q48 variants 48: more work per barrier, 26 more registers). A 128-wide row
-// is two 128-byte swizzled tiles [rows][64] side by side (dims 0..63, 64..127; wg_swizzle128). Per
-// step, per warpgroup:
-//   1. s^T = k q^T, dp^T = v dout^T [64 keys x BQ queries] (m64nBQk16, K-major operands, K = 128 dims);
+// One block = WD_KEYS (128) keys of one key head, two warpgroups (warpgroup w: keys 64w..64w+63), WD_BQ
+// (48) queries per step. A 128-wide row is two 128-byte swizzled tiles [rows][64] side by side (dims
+// 0..63, 64..127; wg_swizzle128). Per step, per warpgroup:
+//   1. s^T = k q^T, dp^T = v dout^T [64 keys x 48 queries] (m64n48k16, K-major operands, K = 128 dims);
 //   2. p^T, ds^T in registers (accumulator layout = A-fragment layout); ds^T also to shared memory;
 //   3. dv += p^T dout, dk += ds^T q [64 keys x 128 dims] with A from registers, B (dout, q) MN-major:
-//      two m64n64k16 per k-step (one per 64-dim tile), or one m64n128k16 whose descriptor spans both
-//      tiles (_n128 variants: leading byte offset = the distance between the tiles);
-//   4. dq^T = k^T ds^T [64 dims (warpgroup w: dims 64w..) x BQ queries] (m64nBQk16, A = k tile w
+//      two m64n64k16 per k-step (one per 64-dim tile);
+//   4. dq^T = k^T ds^T [64 dims (warpgroup w: dims 64w..) x 48 queries] (m64n48k16, A = k tile w
 //      MN-major, B = ds^T [keys][queries] MN-major, K = 128 keys), added to dq_acc [.., query, dim]
 //      with 8-byte reductions (lane pairs swap values so each holds two adjacent dims of one query).
 // Pipelined as flash_attention_bwd_wg_d64: dq^T of step it - 1 is queued behind step it's s^T / dp^T
-// (ds^T double-buffered: one [128][64] tile per step parity, BQ columns used) and reduced while
+// (ds^T double-buffered: one [128][64] tile per step parity, 48 columns used) and reduced while
 // dv / dk run; first k-steps use ZERO accumulation; the dv / dk wait is at the end of the step. q, dout
-// and the lse / delta rows of step it + 1 load (cp.async, double-buffered) during step it.
-// Per thread: dk, dv 64 + 64 f32, s^T, dp^T, dq^T BQ / 2 each, p^T / ds^T fragments BQ / 4 u32 each.
-// Grid: (K, B, ceil(T / WD_KEYS)). Not yet run on a GPU.
+// and the lse / delta rows of step it + 1 load (cp.async, double-buffered) during step it. Query steps
+// start at multiples of 48 below the block's first key (masked where causal).
+// Per thread: dk, dv 64 + 64 f32, s^T, dp^T, dq^T 24 each, p^T / ds^T fragments 12 u32 each: 236
+// registers, no spills.
+// Measured on the H200 (session 3, bench/attention, T 8k-128k, B H16 K2): 308-320 TFLOP/s against
+// 249-273 for the mma.sync kernel; 32 queries per step 279-290; dv / dk as one m64n128k16 whose B
+// descriptor spans both 64-dim tiles 281-290 (both variants removed).
+// Grid: (K, B, ceil(T / WD_KEYS)).
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 #define WD_THREADS 256
 #define WD_KEYS 128
+#define WD_BQ 48
 #define WD_TILE_K 16384 /* [128][64] bf16: half of a k or v tile; one ds^T buffer */
 /** Shared-memory layout for BQ queries per step (byte offsets from the 1024-aligned base): k, v [2
  * halves][128][64]; q, dout [2 stages][2 halves][BQ][64]; ds^T [2 step parities][128 keys][64] (BQ
@@ -33,48 +37,30 @@
 #define WD_SDO(BQ) (WD_SQ + 4 * WD_TILE_Q(BQ))
 #define WD_SDS(BQ) (WD_SDO(BQ) + 4 * WD_TILE_Q(BQ))
 #define WD_STATS(BQ) (WD_SDS(BQ) + 2 * WD_TILE_K)
-/** Dynamic shared memory (+ 1024 bytes to align the tiles): 132608 at BQ 32, 149248 at BQ 48. */
+/** Dynamic shared memory (+ 1024 bytes to align the tiles): 149248 at BQ 48. */
 #define WD_SHARED_BYTES(BQ) (WD_STATS(BQ) + 2 * 2 * (BQ) * 4 + 1024)
 
-/** d[64x128] += a[64x16] (registers, as wg_mma_m64n64k16_rega) * b[16x128] from a descriptor; TB: b is
- * MN-major (then the descriptor's leading byte offset is the step between its two 64-column atoms). */
-template <int TB>
-__device__ __forceinline__ void wd_mma_m64n128k16_rega(float* d, const u32* a, u64 db) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, %69;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(TB));
-}
+#define WD_OPS24 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}"
 
 /** d[64x48] += a[64x16] * b[16x48] from descriptors (ZERO: d = a * b, as wg_mma_m64n64k16); TA / TB:
  * MN-major. */
-template <int TA, int TB, int ZERO>
+template <int TA, int TB, int ZERO = 0>
 __device__ __forceinline__ void wd_mma_m64n48k16(float* d, u64 da, u64 db) {
   if constexpr (ZERO) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n48k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}, %24, %25, p, 1, 1, %26, %27;\n}\n"
-        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]), "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]), "=f"(d[19]), "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23])
+        WD_OPS24 ", %24, %25, p, 1, 1, %26, %27;\n}\n"
+        : WG_D16(WG_W), WG_D8(WG_W, 16)
         : "l"(da), "l"(db), "n"(TA), "n"(TB));
   } else {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n48k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}, %24, %25, p, 1, 1, %26, %27;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
+        WD_OPS24 ", %24, %25, p, 1, 1, %26, %27;\n}\n"
+        : WG_D16(WG_RW), WG_D8(WG_RW, 16)
         : "l"(da), "l"(db), "n"(TA), "n"(TB));
   }
-}
-
-/** d[64xN] (+)= a[64x16] * b[16xN] from descriptors for N = 32 or 48. */
-template <int N, int TA, int TB, int ZERO = 0>
-__device__ __forceinline__ void wd_mma_ss(float* d, u64 da, u64 db) {
-  static_assert(N == 32 || N == 48, "queries per step");
-  if constexpr (N == 32) wg_mma_m64n32k16<TA, TB, ZERO>(d, da, db);
-  else wd_mma_m64n48k16<TA, TB, ZERO>(d, da, db);
 }
 
 /** red.global.add of two adjacent f32 (8-byte aligned). */
@@ -103,11 +89,11 @@ __device__ __forceinline__ void wd_load_rows(u32 dst, const bf16* base, i64 stri
 
 extern __shared__ u32x4 wd_shared[];
 
-template <int BQ, int N128>
-__device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q,
-                                       const bf16* k, const bf16* v, const bf16* dout, const float* lse,
-                                       const float* delta, int T, int H, int HK, int HV, float scale_log2,
-                                       float scale) {
+extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) flash_attention_bwd_wg_d128(
+    float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k, const bf16* v,
+    const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, int HV, float scale_log2,
+    float scale) {
+  constexpr int BQ = WD_BQ;
   constexpr int D = 128, TILE_Q = WD_TILE_Q(BQ), SDO = WD_SDO(BQ), SDS = WD_SDS(BQ), STATS = WD_STATS(BQ);
   const u32 base = (fa_smem(wd_shared) + 1023u) & ~1023u;
   float* stats = reinterpret_cast<float*>(reinterpret_cast<char*>(wd_shared) + (base - fa_smem(wd_shared)) + STATS);
@@ -138,10 +124,10 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   // dq^T [dims 64wg.., BQ queries] of step `it` = k^T ds^T over the 128 keys (ds^T buffer it & 1).
   auto issue_dq = [&](float* acc, int it) {
     const u32 sds = base + SDS + WD_TILE_K * (it & 1), sk = base + WD_SK + WD_TILE_K * wg;
-    wd_mma_ss<BQ, 1, 1, 1>(acc, wg_desc(sk, WB_LBO_MN, WB_SBO_MN), wg_desc(sds, WB_LBO_MN, WB_SBO_MN));
+    wd_mma_m64n48k16<1, 1, 1>(acc, wg_desc(sk, WB_LBO_MN, WB_SBO_MN), wg_desc(sds, WB_LBO_MN, WB_SBO_MN));
 #pragma unroll
     for (int kc = 1; kc < WD_KEYS / 16; kc++) {
-      wd_mma_ss<BQ, 1, 1>(acc, wg_desc(sk + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
+      wd_mma_m64n48k16<1, 1>(acc, wg_desc(sk + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
                           wg_desc(sds + 2048u * kc, WB_LBO_MN, WB_SBO_MN));
     }
   };
@@ -192,13 +178,13 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
     float st[BQ / 2], dpt[BQ / 2];
     const u32 sk = base + WD_SK + 8192u * wg, sv = base + WD_SV + 8192u * wg;
     wg_fence();
-    wd_mma_ss<BQ, 0, 0, 1>(st, wg_desc(sk, WB_LBO_K, WB_SBO_K), wg_desc(sq, WB_LBO_K, WB_SBO_K));
-    wd_mma_ss<BQ, 0, 0, 1>(dpt, wg_desc(sv, WB_LBO_K, WB_SBO_K), wg_desc(sdo, WB_LBO_K, WB_SBO_K));
+    wd_mma_m64n48k16<0, 0, 1>(st, wg_desc(sk, WB_LBO_K, WB_SBO_K), wg_desc(sq, WB_LBO_K, WB_SBO_K));
+    wd_mma_m64n48k16<0, 0, 1>(dpt, wg_desc(sv, WB_LBO_K, WB_SBO_K), wg_desc(sdo, WB_LBO_K, WB_SBO_K));
 #pragma unroll
     for (int kk = 1; kk < D / 16; kk++) {
       const u32 ka = (kk >> 2) * WD_TILE_K + 32u * (kk & 3), qa = (kk >> 2) * TILE_Q + 32u * (kk & 3);
-      wd_mma_ss<BQ, 0, 0>(st, wg_desc(sk + ka, WB_LBO_K, WB_SBO_K), wg_desc(sq + qa, WB_LBO_K, WB_SBO_K));
-      wd_mma_ss<BQ, 0, 0>(dpt, wg_desc(sv + ka, WB_LBO_K, WB_SBO_K), wg_desc(sdo + qa, WB_LBO_K, WB_SBO_K));
+      wd_mma_m64n48k16<0, 0>(st, wg_desc(sk + ka, WB_LBO_K, WB_SBO_K), wg_desc(sq + qa, WB_LBO_K, WB_SBO_K));
+      wd_mma_m64n48k16<0, 0>(dpt, wg_desc(sv + ka, WB_LBO_K, WB_SBO_K), wg_desc(sdo + qa, WB_LBO_K, WB_SBO_K));
     }
     wg_commit();
     if (it > 0) issue_dq(acc, it - 1);
@@ -237,16 +223,11 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
     for (int kq = 0; kq < BQ / 16; kq++) {
       const u32 fp[4] = {pa[4 * kq], pa[4 * kq + 1], pa[4 * kq + 2], pa[4 * kq + 3]};
       const u32 fd[4] = {da[4 * kq], da[4 * kq + 1], da[4 * kq + 2], da[4 * kq + 3]};
-      if constexpr (N128) {
-        wd_mma_m64n128k16_rega<1>(dva, fp, wg_desc(sdo + 2048u * kq, TILE_Q, WB_SBO_MN));
-        wd_mma_m64n128k16_rega<1>(dka, fd, wg_desc(sq + 2048u * kq, TILE_Q, WB_SBO_MN));
-      } else {
 #pragma unroll
-        for (int n = 0; n < 2; n++) {
-          const u32 at = n * TILE_Q + 2048u * kq;
-          wg_mma_m64n64k16_rega<1>(dva + 32 * n, fp, wg_desc(sdo + at, WB_LBO_MN, WB_SBO_MN));
-          wg_mma_m64n64k16_rega<1>(dka + 32 * n, fd, wg_desc(sq + at, WB_LBO_MN, WB_SBO_MN));
-        }
+      for (int n = 0; n < 2; n++) {
+        const u32 at = n * TILE_Q + 2048u * kq;
+        wg_mma_m64n64k16_rega<1>(dva + 32 * n, fp, wg_desc(sdo + at, WB_LBO_MN, WB_SBO_MN));
+        wg_mma_m64n64k16_rega<1>(dka + 32 * n, fd, wg_desc(sq + at, WB_LBO_MN, WB_SBO_MN));
       }
     }
     wg_commit();
@@ -272,8 +253,8 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   wg_fence_operands<64>(dva);
   reduce_dq(acc, steps - 1);
 
-  // dka / dva: N128 holds dims 8j + 2c (+1) at [4j..] for j < 16; two n64 products hold 64n + 8j' + 2c
-  // at [32n + 4j'..]: the same index for j = 8n + j'.
+  // dka / dva: the two n64 products hold dims 64n + 8j' + 2c (+1) at [32n + 4j'..], i.e. dims 8j + 2c
+  // at [4j..] for j = 8n + j' < 16.
 #pragma unroll
   for (int half = 0; half < 2; half++) {
     const int key = k0 + krow + 8 * half;
@@ -296,19 +277,4 @@ __device__ __forceinline__ void wd_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   }
 }
 
-#define WD_BWD(BQ, N128, NAME)                                                                      \
-  extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) NAME(                                 \
-      float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k, const bf16* v, \
-      const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, int HV,           \
-      float scale_log2, float scale) {                                                              \
-    wd_bwd<BQ, N128>(dq_acc, dk, dv, dv_keys, q, k, v, dout, lse, delta, T, H, HK, HV, scale_log2, scale); \
-  }
-/** 32 queries per step, dv / dk as two m64n64k16 per k-step (the descriptor layout the wgmma probe
- * verified). */
-WD_BWD(32, 0, flash_attention_bwd_wg_d128)
-/** Variants for a timing comparison: dv / dk as one m64n128k16 per k-step (B spans both 64-dim tiles:
- * leading byte offset = the distance between them, per the PTX ISA; not probed), 48 queries per step. */
-WD_BWD(32, 1, flash_attention_bwd_wg_d128_n128)
-WD_BWD(48, 0, flash_attention_bwd_wg_d128_q48)
-WD_BWD(48, 1, flash_attention_bwd_wg_d128_q48_n128)
 #endif
