@@ -51,21 +51,41 @@ Deno.test("cross-entropy plan: the fewest blocks whose slices hold the row (sm_9
     [360448, 8, 45056, 131072 + 8 * 12288],
   ] as const;
   for (const [v, cluster, slice, sharedBytes] of cases) {
-    assertEquals(prefetchPlan(v, SM90_SHARED), { cluster, slice, sharedBytes }, `V = ${v}`);
+    assertEquals(
+      prefetchPlan(v, SM90_SHARED, { clusters: true }),
+      { cluster, slice, sharedBytes },
+      `V = ${v}`,
+    );
   }
-  assertEquals(prefetchPlan(360452, SM90_SHARED), undefined);
+  assertEquals(prefetchPlan(360452, SM90_SHARED, { clusters: true }), undefined);
 });
 
 Deno.test("cross-entropy plan: a forced cluster size, a small shared memory, kernel names", () => {
-  assertEquals(prefetchPlan(128256, SM90_SHARED, { cluster: 4 }), {
+  assertEquals(prefetchPlan(128256, SM90_SHARED, { clusters: true, cluster: 4 }), {
     cluster: 4,
     slice: 32064,
     sharedBytes: 128256,
   });
-  assertEquals(prefetchPlan(151936, SM90_SHARED, { cluster: 3 }), undefined);
-  // 25088 columns per block at most: 32000 takes 2 blocks of 16000, 128256 takes 6 of 21376
-  assertEquals(prefetchPlan(32000, SM86_SHARED), { cluster: 2, slice: 16000, sharedBytes: 64000 });
-  assertEquals(prefetchPlan(128256, SM86_SHARED), { cluster: 6, slice: 21376, sharedBytes: 85504 });
+  assertEquals(prefetchPlan(151936, SM90_SHARED, { clusters: true, cluster: 3 }), undefined);
+  // 25088 columns per block at most: with clusters 32000 takes 2 blocks of 16000, 128256 takes 6 of
+  // 21376; sm_86 has no clusters, so one block holds up to 25088 and wider rows go to the two-pass kernel
+  assertEquals(prefetchPlan(32000, SM86_SHARED, { clusters: true }), {
+    cluster: 2,
+    slice: 16000,
+    sharedBytes: 64000,
+  });
+  assertEquals(prefetchPlan(128256, SM86_SHARED, { clusters: true }), {
+    cluster: 6,
+    slice: 21376,
+    sharedBytes: 85504,
+  });
+  assertEquals(prefetchPlan(24000, SM86_SHARED, { clusters: false }), {
+    cluster: 1,
+    slice: 24000,
+    sharedBytes: 96000,
+  });
+  assertEquals(prefetchPlan(32000, SM86_SHARED, { clusters: false }), undefined);
+  assertEquals(prefetchPlan(40000, SM90_SHARED, { clusters: false, cluster: 2 }), undefined);
   assertEquals(prefetchKernelName(1, "f32"), "cross_entropy_rows_prefetch_f32");
   assertEquals(prefetchKernelName(4, "bf16"), "cross_entropy_rows_prefetch4_bf16");
 });
@@ -91,12 +111,16 @@ Deno.test("cross-entropy plan: any V takes the prefetching kernels, rows padded 
     [360445, 8, 45056, 131072 + 8 * 12288],
   ] as const;
   for (const [v, cluster, slice, sharedBytes] of cases) {
-    assertEquals(prefetchPlan(v, SM90_SHARED), { cluster, slice, sharedBytes }, `V = ${v}`);
+    assertEquals(
+      prefetchPlan(v, SM90_SHARED, { clusters: true }),
+      { cluster, slice, sharedBytes },
+      `V = ${v}`,
+    );
     // every block of the cluster holds at least one column, the last at most its slice
     const last = v - (cluster - 1) * slice;
     assert(last > 0 && last <= slice, `V = ${v}: last block holds ${last}`);
   }
   // ceil(360449 / 32) = 11265 float4s = 45060 columns > 45056: the two-pass kernel
-  assertEquals(prefetchPlan(360449, SM90_SHARED), undefined);
-  assertEquals(prefetchPlan(360453, SM90_SHARED), undefined);
+  assertEquals(prefetchPlan(360449, SM90_SHARED, { clusters: true }), undefined);
+  assertEquals(prefetchPlan(360453, SM90_SHARED, { clusters: true }), undefined);
 });

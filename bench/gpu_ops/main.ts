@@ -9,6 +9,7 @@ import type { GemmShape } from "../../lib/engine/cuda/ffi/cublaslt.ts";
 import {
   CE_HELD_COLUMNS,
   CE_THREADS,
+  CLUSTER_MIN_ARCH,
   crossEntropyStride,
   prefetchKernelName,
   prefetchPlan,
@@ -184,9 +185,10 @@ function crossEntropyRows(vocab: number, options: { cluster?: number; twoPass?: 
   const p = (t: Tensor) => (t as CudaTensor).pointer;
   const head = [p(logits), p(dlogits), p(losses), p(targets)];
   const scaleGrad = [{ f32: 1 }, { i32: 1 }];
-  const plan = options.twoPass
-    ? undefined
-    : prefetchPlan(vocab, device.info.maxSharedMemoryPerBlock, { cluster: options.cluster });
+  const plan = options.twoPass ? undefined : prefetchPlan(vocab, device.info.maxSharedMemoryPerBlock, {
+    clusters: device.info.arch >= CLUSTER_MIN_ARCH,
+    cluster: options.cluster,
+  });
   let launch: () => void, label: string;
   if (plan) {
     const { cluster, slice, sharedBytes } = plan;

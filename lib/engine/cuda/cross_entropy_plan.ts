@@ -18,9 +18,11 @@ const CE_STATIC_SHARED_BYTES = 1024;
  * rows of f32 for the kernels' cp.async / float4 accesses whatever V is, and of bf16 dlogits for the
  * GEMMs that read them. */
 export const CE_ROW_ALIGN = 8;
-/** Blocks per row compiled (cross_entropy_rows_prefetch{,2..8}); rows wider than 8 slices take the
- * two-pass kernel. */
+/** Blocks per row compiled (cross_entropy_rows_prefetch{,2..8}; clusters from sm_90 on, where the
+ * cluster kernels are built); rows wider than the largest take the two-pass kernel. */
 const CE_CLUSTERS = [1, 2, 3, 4, 5, 6, 7, 8] as const;
+/** The first architecture with thread-block clusters. */
+export const CLUSTER_MIN_ARCH = 90;
 
 /**
  * The row stride (elements) of the engine's f32 logits and dlogits buffers for V columns: V rounded up
@@ -82,24 +84,25 @@ export function prefetchMaxSlice(maxSharedBytes: number): number {
  * How to launch the prefetching kernels on rows of `v` columns (any v; rows stored at
  * crossEntropyStride(v), aligned): the fewest
  * blocks per row whose slices hold the row, so each block moves as many bytes per row barrier as it
- * can; `cluster` asks for that many blocks instead (bench comparisons). Undefined when no cluster size
- * holds the row (the two-pass kernel takes it).
+ * can; `cluster` asks for that many blocks instead (bench comparisons). `clusters`: the device has
+ * thread-block clusters (sm_90 and later, CLUSTER_MIN_ARCH); without them only one block per row.
+ * Undefined when no allowed block count holds the row (the two-pass kernel takes it).
  *
  * @example
  * ```ts
- * prefetchPlan(151936, 232448); // { cluster: 4, slice: 37984, sharedBytes: 172800 }
+ * prefetchPlan(151936, 232448, { clusters: true }); // { cluster: 4, slice: 37984, sharedBytes: 172800 }
  * ```
  */
 export function prefetchPlan(
   v: number,
   maxSharedBytes: number,
-  options: { cluster?: number } = {},
+  options: { clusters: boolean; cluster?: number },
 ): PrefetchPlan | undefined {
   const maxSlice = prefetchMaxSlice(maxSharedBytes);
   const sliceOf = (c: number) => Math.ceil(v / c / 4) * 4;
-  const candidates = options.cluster === undefined
-    ? CE_CLUSTERS
-    : CE_CLUSTERS.filter((c) => c === options.cluster);
+  const candidates = CE_CLUSTERS.filter((c) =>
+    (options.cluster === undefined || c === options.cluster) && (c === 1 || options.clusters)
+  );
   const cluster = candidates.find((c) => sliceOf(c) <= maxSlice);
   if (cluster === undefined) return undefined;
   const slice = sliceOf(cluster);

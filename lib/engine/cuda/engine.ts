@@ -31,7 +31,13 @@ import {
 import { CudaDevice, type CudaDeviceOptions } from "./device.ts";
 import type { KernelArg } from "./ffi/args.ts";
 import { flashAttentionApplies, flashAttentionBackward, flashAttentionForward } from "./flash_attention.ts";
-import { CE_THREADS, crossEntropyStride, prefetchKernelName, prefetchPlan } from "./cross_entropy_plan.ts";
+import {
+  CE_THREADS,
+  CLUSTER_MIN_ARCH,
+  crossEntropyStride,
+  prefetchKernelName,
+  prefetchPlan,
+} from "./cross_entropy_plan.ts";
 
 /** Threads per block of elementwise kernels. */
 const BLOCK = 256;
@@ -684,9 +690,11 @@ export class CudaEngine implements Engine {
   /** The prefetching cross-entropy kernel for rows of `v` columns (rows aligned, any v): its name, the
    * columns per block (prefetchPlan: the fewest blocks per row whose slices hold it), its dynamic shared
    * memory and a grid of as many rows (clusters) as can be resident at once, since rows are assigned to
-   * blocks statically; undefined when the rows are too wide (or the driver has no clusters). */
+   * blocks statically; undefined when the rows are too wide (for one block before sm_90, which has no
+   * thread-block clusters, or for 8 blocks), or the driver has no clusters. */
   #prefetchLaunch(type: TensorDType, v: number, rows: number) {
-    const plan = prefetchPlan(v, this.device.info.maxSharedMemoryPerBlock);
+    const { info } = this.device;
+    const plan = prefetchPlan(v, info.maxSharedMemoryPerBlock, { clusters: info.arch >= CLUSTER_MIN_ARCH });
     if (plan === undefined) return undefined;
     const { cluster, slice, sharedBytes } = plan;
     const name = prefetchKernelName(cluster, type);

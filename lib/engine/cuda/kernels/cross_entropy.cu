@@ -212,22 +212,30 @@ __device__ __forceinline__ void block_max_sum(float* m, float* s) {
   }
 }
 
+// Thread-block clusters exist from sm_90 on: below it the cluster helpers compile to nothing and only
+// the one-block kernel is built (the host plans no clusters there: cross_entropy_plan.ts).
 /** This block's rank in its cluster. */
 __device__ __forceinline__ int ce_cluster_rank() {
-  u32 r;
+  u32 r = 0;
+#if __CUDA_ARCH__ >= 900
   asm("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+#endif
   return (int)r;
 }
 /** Cluster-wide barrier: shared-memory writes before it are visible to every block after it. */
 __device__ __forceinline__ void ce_cluster_sync() {
+#if __CUDA_ARCH__ >= 900
   asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
   asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#endif
 }
 /** The two floats at `local`'s shared address in the shared memory of cluster block `rank`. */
 __device__ __forceinline__ void ce_cluster_load2(const float* local, int rank, float* a, float* b) {
+#if __CUDA_ARCH__ >= 900
   u32 remote;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(fa_smem(local)), "r"((u32)rank));
   asm volatile("ld.shared::cluster.v2.f32 {%0, %1}, [%2];\n" : "=f"(*a), "=f"(*b) : "r"(remote) : "memory");
+#endif
 }
 
 template <int CLUSTER, typename G>
@@ -340,7 +348,8 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
   extern "C" __global__ void __launch_bounds__(CE_PREFETCH_THREADS, 1)                             \
       cross_entropy_rows_prefetch_##ng(CE_ROWS_PREFETCH_PARAMS(G)) {                               \
     ce_rows_prefetch<1>(logits, dlogits, losses, targets, rows, vocab, stride, slice, scale, want_grad);   \
-  }                                                                                                \
+  }
+#define CE_ROWS_PREFETCH_CLUSTERS(ng, G)                                                           \
   CE_ROWS_PREFETCH_CLUSTER(2, ng, G)                                                               \
   CE_ROWS_PREFETCH_CLUSTER(3, ng, G)                                                               \
   CE_ROWS_PREFETCH_CLUSTER(4, ng, G)                                                               \
@@ -349,3 +358,6 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
   CE_ROWS_PREFETCH_CLUSTER(7, ng, G)                                                               \
   CE_ROWS_PREFETCH_CLUSTER(8, ng, G)
 EACH1(CE_ROWS_PREFETCH)
+#if __CUDA_ARCH__ >= 900
+EACH1(CE_ROWS_PREFETCH_CLUSTERS)
+#endif

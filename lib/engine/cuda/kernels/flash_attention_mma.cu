@@ -51,10 +51,15 @@ __device__ __forceinline__ void fa_mma(float* d, const u32* a, u32 b0, u32 b1) {
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/** Adds 4 consecutive f32 at `p` (16-byte aligned) in one vector reduction (sm_90). */
+/** Adds 4 consecutive f32 at `p` (16-byte aligned): one vector reduction on sm_90 and later, four scalar
+ * ones before (vector reductions need sm_90). */
 __device__ __forceinline__ void fa_red4(float* p, float a, float b, float c, float d) {
+#if __CUDA_ARCH__ >= 900
   asm volatile("red.global.add.v4.f32 [%0], {%1,%2,%3,%4};\n" ::"l"(p), "f"(a), "f"(b), "f"(c), "f"(d)
                : "memory");
+#else
+  atomicAdd(p, a), atomicAdd(p + 1, b), atomicAdd(p + 2, c), atomicAdd(p + 3, d);
+#endif
 }
 
 /** Two f32 rounded to bf16 (nearest even) in one register, `lo` in the low half. */
