@@ -8,7 +8,7 @@ import { UnsupportedError } from "../lib/errors.ts";
 import { assert, assertThrows } from "./assert.ts";
 import { compareOp, cudaEngine, GPU_TEST, randint, randn } from "./cuda_compare.ts";
 import { CudaEngine, DeviceMemoryError } from "../lib/engine/cuda/mod.ts";
-import { CE_HELD_COLUMNS, prefetchPlan } from "../lib/engine/cuda/cross_entropy_plan.ts";
+import { CE_HELD_COLUMNS, CLUSTER_MIN_ARCH, prefetchPlan } from "../lib/engine/cuda/cross_entropy_plan.ts";
 
 /** Relative tolerance (max |cuda - cpu| / max |cpu|) by mode: f32 arithmetic vs bf16-rounded outputs. */
 const TOLERANCE = { f32: 1e-4, bf16: 2e-2 } as const;
@@ -217,7 +217,8 @@ async function compareCrossEntropy(
  * overflow columns of the first and the last block of a cluster, the last column of the first block and
  * the first of the last. */
 async function sliceEdgeTargets(v: number): Promise<number[]> {
-  const plan = prefetchPlan(v, (await cudaEngine()).device.info.maxSharedMemoryPerBlock);
+  const { info } = (await cudaEngine()).device;
+  const plan = prefetchPlan(v, info.maxSharedMemoryPerBlock, { clusters: info.arch >= CLUSTER_MIN_ARCH });
   const slice = plan?.slice ?? v, last = ((plan?.cluster ?? 1) - 1) * slice;
   return [CE_HELD_COLUMNS + 5, CE_HELD_COLUMNS, slice - 1, last + CE_HELD_COLUMNS + 5, last]
     .map((t) => Math.min(t, v - 1));
