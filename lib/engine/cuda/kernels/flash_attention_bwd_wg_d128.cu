@@ -255,26 +255,7 @@ extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) flash_attention_bwd_
 
   // dka / dva: the two n64 products hold dims 64n + 8j' + 2c (+1) at [32n + 4j'..], i.e. dims 8j + 2c
   // at [4j..] for j = 8n + j' < 16.
-#pragma unroll
-  for (int half = 0; half < 2; half++) {
-    const int key = k0 + krow + 8 * half;
-    if (key >= T) continue;
-    const i64 at = ((i64)b * T * HK + (i64)key * HK + hk) * D + 2 * c;
-    u32* kdst = reinterpret_cast<u32*>(dk + at);
-#pragma unroll
-    for (int j = 0; j < 16; j++) kdst[4 * j] = fa_pack(dka[4 * j + 2 * half] * scale, dka[4 * j + 2 * half + 1] * scale);
-    if (dv_keys) {
-#pragma unroll
-      for (int j = 0; j < 16; j++) {
-        dv_keys[at + 8 * j] = dva[4 * j + 2 * half];
-        dv_keys[at + 8 * j + 1] = dva[4 * j + 2 * half + 1];
-      }
-    } else {
-      u32* vdst = reinterpret_cast<u32*>(dv + ((i64)b * T * HV + (i64)key * HV + hv) * D + 2 * c);
-#pragma unroll
-      for (int j = 0; j < 16; j++) vdst[4 * j] = fa_pack(dva[4 * j + 2 * half], dva[4 * j + 2 * half + 1]);
-    }
-  }
+  wb_store_dkdv<D>(dk, dv, dv_keys, dka, dva, {b, T, HK, hk, HV, hv, k0 + krow, c}, scale);
 }
 
 #endif

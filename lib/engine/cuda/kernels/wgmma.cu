@@ -258,6 +258,39 @@ __device__ __forceinline__ void wb_load_tile(u32 dst, const bf16* base, i64 stri
   }
 }
 
+/** Where a backward thread's dk / dv rows go: batch b, T, key heads HK (this block's hk), value heads HV
+ * (its hv), the thread's first key row `key` (and key + 8) and its lane column pair c. */
+struct WbRows {
+  int b, T, HK, hk, HV, hv, key, c;
+};
+/** Writes a backward thread's dk (times scale) and dv accumulators, dims 8j + 2c (+1) at [4j..] for
+ * j < D / 8, for rows key and key + 8 (rows >= T skipped): dk and dv in bf16, or dv as f32 shares into
+ * dv_keys ([B, T, K, D]) when the value heads are fewer than the key heads. */
+template <int D>
+__device__ __forceinline__ void wb_store_dkdv(bf16* dk, bf16* dv, float* dv_keys, const float* dka,
+                                              const float* dva, WbRows r, float scale) {
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    const int key = r.key + 8 * half;
+    if (key >= r.T) continue;
+    const i64 at = ((i64)r.b * r.T * r.HK + (i64)key * r.HK + r.hk) * D + 2 * r.c;
+    u32* kdst = reinterpret_cast<u32*>(dk + at);
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) kdst[4 * j] = fa_pack(dka[4 * j + 2 * half] * scale, dka[4 * j + 2 * half + 1] * scale);
+    if (dv_keys) {
+#pragma unroll
+      for (int j = 0; j < D / 8; j++) {
+        dv_keys[at + 8 * j] = dva[4 * j + 2 * half];
+        dv_keys[at + 8 * j + 1] = dva[4 * j + 2 * half + 1];
+      }
+    } else {
+      u32* vdst = reinterpret_cast<u32*>(dv + ((i64)r.b * r.T * r.HV + (i64)key * r.HV + r.hv) * D + 2 * r.c);
+#pragma unroll
+      for (int j = 0; j < D / 8; j++) vdst[4 * j] = fa_pack(dva[4 * j + 2 * half], dva[4 * j + 2 * half + 1]);
+    }
+  }
+}
+
 extern __shared__ u32x4 wb_shared[];
 
 extern "C" __global__ void __launch_bounds__(256, 1) flash_attention_bwd_wg_d64(
@@ -407,25 +440,6 @@ extern "C" __global__ void __launch_bounds__(256, 1) flash_attention_bwd_wg_d64(
   wg_fence_operands<32>(dva);
   reduce_dq(acc, steps - 1);
 
-#pragma unroll
-  for (int half = 0; half < 2; half++) {
-    const int key = k0 + krow + 8 * half;
-    if (key >= T) continue;
-    const i64 at = ((i64)b * T * HK + (i64)key * HK + hk) * D + 2 * c;
-    u32* kdst = reinterpret_cast<u32*>(dk + at);
-#pragma unroll
-    for (int j = 0; j < 8; j++) kdst[4 * j] = fa_pack(dka[4 * j + 2 * half] * scale, dka[4 * j + 2 * half + 1] * scale);
-    if (dv_keys) {
-#pragma unroll
-      for (int j = 0; j < 8; j++) {
-        dv_keys[at + 8 * j] = dva[4 * j + 2 * half];
-        dv_keys[at + 8 * j + 1] = dva[4 * j + 2 * half + 1];
-      }
-    } else {
-      u32* vdst = reinterpret_cast<u32*>(dv + ((i64)b * T * HV + (i64)key * HV + hv) * D + 2 * c);
-#pragma unroll
-      for (int j = 0; j < 8; j++) vdst[4 * j] = fa_pack(dva[4 * j + 2 * half], dva[4 * j + 2 * half + 1]);
-    }
-  }
+  wb_store_dkdv<D>(dk, dv, dv_keys, dka, dva, {b, T, HK, hk, HV, hv, k0 + krow, c}, scale);
 }
 #endif
