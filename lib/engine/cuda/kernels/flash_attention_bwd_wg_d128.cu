@@ -197,25 +197,7 @@ extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) flash_attention_bwd_
     const bool diagonal = q0 < k0 + WD_KEYS;
     const u32 sds = base + SDS + WD_TILE_K * stage;
     u32 pa[BQ / 4], da[BQ / 4]; // bf16 pairs: [n-tile j][half]: keys krow (+8), queries 8j + 2c (+1)
-#pragma unroll
-    for (int j = 0; j < BQ / 8; j++) {
-#pragma unroll
-      for (int half = 0; half < 2; half++) {
-        const int key = k0 + krow + 8 * half, col = 8 * j + 2 * c;
-        float p0 = fa_exp2(st[4 * j + 2 * half] * scale_log2 - lrow[col] * FA_LOG2E);
-        float p1 = fa_exp2(st[4 * j + 2 * half + 1] * scale_log2 - lrow[col + 1] * FA_LOG2E);
-        if (diagonal) {
-          if (key > q0 + col) p0 = 0.f;
-          if (key > q0 + col + 1) p1 = 0.f;
-        }
-        const float d0 = p0 * (dpt[4 * j + 2 * half] - drow[col]);
-        const float d1 = p1 * (dpt[4 * j + 2 * half + 1] - drow[col + 1]);
-        pa[2 * j + half] = fa_pack(p0, p1);
-        da[2 * j + half] = fa_pack(d0, d1);
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sds + wg_swizzle128(krow + 8 * half, col)),
-                     "r"(da[2 * j + half]));
-      }
-    }
+    wb_p_ds<BQ / 8>(pa, da, st, dpt, {lrow, drow, FA_LOG2E}, {scale_log2, diagonal, k0, krow, q0, c}, sds);
     // 3. dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries 16kq..): tiles 2kq, 2kq + 1;
     //    B rows 16kq.. are 2048 bytes into each 64-dim tile.
     wg_fence();

@@ -258,6 +258,48 @@ __device__ __forceinline__ void wb_load_tile(u32 dst, const bf16* base, i64 stri
   }
 }
 
+/** The lse and delta rows of a backward step's queries; lse * lse_scale is in log2 units (lse_scale 1
+ * when the rows were staged already scaled). */
+struct WbStats {
+  const float* lse;
+  const float* delta;
+  float lse_scale;
+};
+/** A backward thread's place in its step: scale_log2, whether the step touches the diagonal, the block's
+ * first key k0, the thread's key row krow in the block (and krow + 8), the step's first query q0, its lane
+ * column pair c. */
+struct WbStep {
+  float scale_log2;
+  bool diagonal;
+  int k0, krow, q0, c;
+};
+/** From a warpgroup's s^T and dp^T accumulators over NT tiles of 8 queries: p^T = exp(s - lse) (0 above
+ * the diagonal) and ds^T = p^T (dp^T - delta), both packed to bf16 as A fragments (pa, da [2 NT]: [tile
+ * j][half]: keys krow (+8), queries 8j + 2c (+1)); ds^T is also stored to the swizzled tile at sds. */
+template <int NT>
+__device__ __forceinline__ void wb_p_ds(u32* pa, u32* da, const float* st, const float* dpt, WbStats r,
+                                        WbStep w, u32 sds) {
+#pragma unroll
+  for (int j = 0; j < NT; j++) {
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const int key = w.k0 + w.krow + 8 * half, col = 8 * j + 2 * w.c;
+      float p0 = fa_exp2(st[4 * j + 2 * half] * w.scale_log2 - r.lse[col] * r.lse_scale);
+      float p1 = fa_exp2(st[4 * j + 2 * half + 1] * w.scale_log2 - r.lse[col + 1] * r.lse_scale);
+      if (w.diagonal) {
+        if (key > w.q0 + col) p0 = 0.f;
+        if (key > w.q0 + col + 1) p1 = 0.f;
+      }
+      const float d0 = p0 * (dpt[4 * j + 2 * half] - r.delta[col]);
+      const float d1 = p1 * (dpt[4 * j + 2 * half + 1] - r.delta[col + 1]);
+      pa[2 * j + half] = fa_pack(p0, p1);
+      da[2 * j + half] = fa_pack(d0, d1);
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sds + wg_swizzle128(w.krow + 8 * half, col)),
+                   "r"(da[2 * j + half]));
+    }
+  }
+}
+
 /** Where a backward thread's dk / dv rows go: batch b, T, key heads HK (this block's hk), value heads HV
  * (its hv), the thread's first key row `key` (and key + 8) and its lane column pair c. */
 struct WbRows {
@@ -389,25 +431,7 @@ extern "C" __global__ void __launch_bounds__(256, 1) flash_attention_bwd_wg_d64(
     const bool diagonal = q0 < k0 + WB_KEYS;
     const u32 sds = base + WB_SDS + stage * WB_TILE_K;
     u32 pa[16], da[16]; // bf16 pairs: [n-tile j][half]: keys krow (+8), queries 8j + 2c (+1)
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-#pragma unroll
-      for (int half = 0; half < 2; half++) {
-        const int key = k0 + krow + 8 * half, col = 8 * j + 2 * c;
-        float p0 = fa_exp2(st[4 * j + 2 * half] * scale_log2 - lrow[col]);
-        float p1 = fa_exp2(st[4 * j + 2 * half + 1] * scale_log2 - lrow[col + 1]);
-        if (diagonal) {
-          if (key > q0 + col) p0 = 0.f;
-          if (key > q0 + col + 1) p1 = 0.f;
-        }
-        const float d0 = p0 * (dpt[4 * j + 2 * half] - drow[col]);
-        const float d1 = p1 * (dpt[4 * j + 2 * half + 1] - drow[col + 1]);
-        pa[2 * j + half] = fa_pack(p0, p1);
-        da[2 * j + half] = fa_pack(d0, d1);
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sds + wg_swizzle128(krow + 8 * half, col)),
-                     "r"(da[2 * j + half]));
-      }
-    }
+    wb_p_ds<8>(pa, da, st, dpt, {lrow, drow, 1.f}, {scale_log2, diagonal, k0, krow, q0, c}, sds);
     // 3. dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries 16kq..): tiles 2kq, 2kq + 1.
     wg_fence();
 #pragma unroll
