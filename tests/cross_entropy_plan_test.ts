@@ -19,6 +19,20 @@ const SM86_SHARED = 101376;
 /** Static shared memory of the kernels per tools/kernel-check.sh. */
 const KERNEL_STATIC_SHARED = 288;
 
+/** Checks the sm_90 plans of [V, blocks, columns per block, shared bytes] cases, and that the last block
+ * of each cluster holds at least one column and at most its slice. */
+function assertSm90Plans(cases: readonly (readonly [number, number, number, number])[]): void {
+  for (const [v, cluster, slice, sharedBytes] of cases) {
+    assertEquals(
+      prefetchPlan(v, SM90_SHARED, { clusters: true }),
+      { cluster, slice, sharedBytes },
+      `V = ${v}`,
+    );
+    const last = v - (cluster - 1) * slice;
+    assert(last > 0 && last <= slice, `V = ${v}: last block holds ${last}`);
+  }
+}
+
 Deno.test("cross-entropy plan: 32768 held columns and 12288 overflow columns per block", () => {
   assertEquals(CE_HELD_COLUMNS, 32768);
   assertEquals(CE_OVERFLOW_COLUMNS, 12288);
@@ -50,13 +64,7 @@ Deno.test("cross-entropy plan: the fewest blocks whose slices hold the row (sm_9
     [256000, 6, 42668, 131072 + 8 * 9900],
     [360448, 8, 45056, 131072 + 8 * 12288],
   ] as const;
-  for (const [v, cluster, slice, sharedBytes] of cases) {
-    assertEquals(
-      prefetchPlan(v, SM90_SHARED, { clusters: true }),
-      { cluster, slice, sharedBytes },
-      `V = ${v}`,
-    );
-  }
+  assertSm90Plans(cases);
   assertEquals(prefetchPlan(360452, SM90_SHARED, { clusters: true }), undefined);
 });
 
@@ -110,16 +118,7 @@ Deno.test("cross-entropy plan: any V takes the prefetching kernels, rows padded 
     // ceil(360445 / 32) = 11264 float4s per block: the widest 8 blocks hold
     [360445, 8, 45056, 131072 + 8 * 12288],
   ] as const;
-  for (const [v, cluster, slice, sharedBytes] of cases) {
-    assertEquals(
-      prefetchPlan(v, SM90_SHARED, { clusters: true }),
-      { cluster, slice, sharedBytes },
-      `V = ${v}`,
-    );
-    // every block of the cluster holds at least one column, the last at most its slice
-    const last = v - (cluster - 1) * slice;
-    assert(last > 0 && last <= slice, `V = ${v}: last block holds ${last}`);
-  }
+  assertSm90Plans(cases);
   // ceil(360449 / 32) = 11265 float4s = 45060 columns > 45056: the two-pass kernel
   assertEquals(prefetchPlan(360449, SM90_SHARED, { clusters: true }), undefined);
   assertEquals(prefetchPlan(360453, SM90_SHARED, { clusters: true }), undefined);
