@@ -32,6 +32,8 @@ import {
 } from "../lib/train/memory.ts";
 
 const MIB = 2 ** 20;
+/** AdamW settings of the measured training steps (their values do not change what is allocated). */
+const ADAMW = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0 };
 const tiny = await readConfig(`${PROJECT_ROOT}fixtures/tiny`);
 
 /** Rounds like the CUDA caching allocator, written out: 512-byte units below 1 MiB, 2 MiB units above. */
@@ -158,12 +160,12 @@ Deno.test("memory estimate: persistent part equals what Model + AdamW allocate (
       for (const precision of ["bf16", "f32"] as const) {
         const { engine, peak } = countingEngine();
         const model = Model.create(engine, config, { precision, checkpointing });
-        const optimizer = new AdamW(engine, model.layout, { params: model.params, grads: model.grads }, {
-          beta1: 0.9,
-          beta2: 0.95,
-          eps: 1e-8,
-          weightDecay: 0,
-        });
+        const optimizer = new AdamW(
+          engine,
+          model.layout,
+          { params: model.params, grads: model.grads },
+          ADAMW,
+        );
         const B = 2, T = 8;
         const tokens = Int32Array.from({ length: B * T }, (_, i) => (i * 7) % config.vocabSize);
         await model.forwardBackward(tokens, tokens, { batch: B });
@@ -250,12 +252,12 @@ Deno.test({
           const before = allocator.inUse; // the workspace and what earlier rounds left
           allocator.peak = before;
           const model = Model.create(engine, config, { precision, checkpointing });
-          const optimizer = new AdamW(engine, model.layout, { params: model.params, grads: model.grads }, {
-            beta1: 0.9,
-            beta2: 0.95,
-            eps: 1e-8,
-            weightDecay: 0,
-          });
+          const optimizer = new AdamW(
+            engine,
+            model.layout,
+            { params: model.params, grads: model.grads },
+            ADAMW,
+          );
           await model.forwardBackward(tokens, tokens, { batch: B });
           optimizer.step({ lr: 1e-3, step: 1 });
           await engine.sync();
