@@ -116,6 +116,8 @@ export class CudaEngine implements Engine {
   readonly name: string;
   /** Dynamic shared memory each kernel has been allowed so far (#allowShared). */
   readonly #sharedAllowed = new Map<string, number>();
+  /** Resident clusters of each prefetching cross-entropy kernel by "name:shared bytes" (a driver query). */
+  readonly #residentClusters = new Map<string, number>();
   private constructor(
     readonly device: CudaDevice,
     private readonly f32Compute: "f32" | "tf32",
@@ -583,6 +585,7 @@ export class CudaEngine implements Engine {
     const dlogits = wantGrad && act === "bf16" ? this.alloc([chunk, stride], "bf16") as CudaTensor : logits;
     const blas = this.device.blas, stream = this.device.stream, compute = this.f32Compute;
     const vec = stride % 4 === 0 && aligned([logits.pointer, dlogits.pointer]);
+    const prefetch = vec ? this.#prefetchLaunch(dlogits.dtype, v) : undefined;
     for (let r0 = 0; r0 < n; r0 += chunk) {
       const rows = Math.min(chunk, n - r0);
       const hiddenChunk = hidden.at(r0 * c);
@@ -596,12 +599,11 @@ export class CudaEngine implements Engine {
       const rowArgs: KernelArg[] = [logits.pointer, dlogits.pointer, losses.at(r0), targets.at(r0)];
       const scaleArg = { f32: args.scale ?? 1 }, gradArg = { i32: wantGrad ? 1 : 0 };
       const type = dlogits.dtype;
-      const prefetch = vec ? this.#prefetchLaunch(type, v, rows) : undefined;
       if (prefetch) {
         const rest = [{ i32: rows }, { i32: v }, { i32: stride }, { i32: prefetch.slice }, scaleArg, gradArg];
         this.device.launch(
           prefetch.name,
-          prefetch.grid,
+          prefetch.cluster * Math.min(rows, prefetch.resident),
           CE_THREADS,
           [...rowArgs, ...rest],
           prefetch.sharedBytes,
@@ -687,27 +689,30 @@ export class CudaEngine implements Engine {
 
   // ---- helpers -----------------------------------------------------------------------------------
 
-  /** The prefetching cross-entropy kernel for rows of `v` columns (rows aligned, any v): its name, the
-   * columns per block (prefetchPlan: the fewest blocks per row whose slices hold it), its dynamic shared
-   * memory and a grid of as many rows (clusters) as can be resident at once, since rows are assigned to
-   * blocks statically; undefined when the rows are too wide (for one block before sm_90, which has no
-   * thread-block clusters, or for 8 blocks), or the driver has no clusters. */
-  #prefetchLaunch(type: TensorDType, v: number, rows: number) {
+  /** The prefetching cross-entropy kernel for rows of `v` columns (rows aligned, any v): its name, blocks
+   * per row and columns per block (prefetchPlan: the fewest blocks per row whose slices hold it), its
+   * dynamic shared memory and how many rows (clusters) can be resident at once, the grid's limit since
+   * rows are assigned to blocks statically; undefined when the rows are too wide (for one block before
+   * sm_90, which has no thread-block clusters, or for 8 blocks), or the driver has no clusters. */
+  #prefetchLaunch(type: TensorDType, v: number) {
     const { info } = this.device;
     const plan = prefetchPlan(v, info.maxSharedMemoryPerBlock, { clusters: info.arch >= CLUSTER_MIN_ARCH });
     if (plan === undefined) return undefined;
     const { cluster, slice, sharedBytes } = plan;
     const name = prefetchKernelName(cluster, type);
     this.#allowShared(name, sharedBytes);
-    const resident = cluster === 1
-      ? this.device.info.multiprocessors
-      : this.device.driver.maxActiveClusters(this.device.kernel(name), {
-        clusterBlocks: cluster,
-        block: CE_THREADS,
-        sharedBytes,
-      });
+    const key = `${name}:${sharedBytes}`;
+    const resident = this.#residentClusters.get(key) ??
+      (cluster === 1
+        ? this.device.info.multiprocessors
+        : this.device.driver.maxActiveClusters(this.device.kernel(name), {
+          clusterBlocks: cluster,
+          block: CE_THREADS,
+          sharedBytes,
+        }));
+    this.#residentClusters.set(key, resident);
     if (resident === 0) return undefined;
-    return { name, slice, sharedBytes, grid: cluster * Math.min(rows, resident) };
+    return { name, cluster, slice, sharedBytes, resident };
   }
 
   /** Lets kernel `name` use `bytes` of dynamic shared memory (an attribute needed above 48 KB). */
