@@ -33,39 +33,52 @@ function assertSm90Plans(cases: readonly (readonly [number, number, number, numb
   }
 }
 
-Deno.test("cross-entropy plan: 32768 held columns and 12288 overflow columns per block", () => {
+Deno.test("cross-entropy plan: 32768 held columns and 24576 overflow columns per block", () => {
   assertEquals(CE_HELD_COLUMNS, 32768);
-  assertEquals(CE_OVERFLOW_COLUMNS, 12288);
-  // (232448 - 1024 - 131072) / 8 = 12544 overflow columns would fit; the kernel reads 12288
-  assertEquals(prefetchMaxSlice(SM90_SHARED), 45056);
+  assertEquals(CE_OVERFLOW_COLUMNS, 24576);
+  // (232448 - 1024) / 16 * 4 = 57856 columns would fit; the kernel reads 32768 + 24576 = 57344
+  assertEquals(prefetchMaxSlice(SM90_SHARED), 57344);
   // 99 KB: (101376 - 1024) / 4 = 25088 columns, no overflow
   assertEquals(prefetchMaxSlice(SM86_SHARED), 25088);
+  // the next row's held part, then one overflow buffer: 4 bytes a column
   assertEquals(prefetchSharedBytes(32000), 128000);
-  assertEquals(prefetchSharedBytes(45056), 229376);
+  assertEquals(prefetchSharedBytes(50260), 131072 + 4 * 17492);
+  assertEquals(prefetchSharedBytes(57344), 229376);
   assert(prefetchSharedBytes(prefetchMaxSlice(SM90_SHARED)) + KERNEL_STATIC_SHARED <= SM90_SHARED);
   assert(prefetchSharedBytes(prefetchMaxSlice(SM86_SHARED)) + KERNEL_STATIC_SHARED <= SM86_SHARED);
 });
 
 Deno.test("cross-entropy plan: the fewest blocks whose slices hold the row (sm_90)", () => {
-  // [V, blocks, columns per block, 4 * min(slice, 32768) + 8 * overflow]
+  // [V, blocks, columns per block, 4 * slice]
   const cases = [
     [64, 1, 64, 256],
     [32000, 1, 32000, 128000],
-    [32772, 1, 32772, 131072 + 8 * 4],
-    [40000, 1, 40000, 131072 + 8 * 7232],
-    [41000, 1, 41000, 131072 + 8 * 8232],
-    [45056, 1, 45056, 131072 + 8 * 12288],
-    [45060, 2, 22532, 90128],
-    [98304, 3, 32768, 131072],
-    [128256, 3, 42752, 131072 + 8 * 9984],
-    [151936, 4, 37984, 131072 + 8 * 5216],
-    [151928, 4, 37984, 131072 + 8 * 5216],
-    [200000, 5, 40000, 131072 + 8 * 7232],
-    [256000, 6, 42668, 131072 + 8 * 9900],
-    [360448, 8, 45056, 131072 + 8 * 12288],
+    [32772, 1, 32772, 131072 + 4 * 4],
+    [40000, 1, 40000, 131072 + 4 * 7232],
+    [41000, 1, 41000, 131072 + 4 * 8232],
+    [45056, 1, 45056, 131072 + 4 * 12288],
+    [45060, 1, 45060, 131072 + 4 * 12292],
+    // every thread's 6 overflow float4s
+    [57344, 1, 57344, 131072 + 4 * 24576],
+    // one column more: 2 blocks of ceil(57345 / 8) = 7169 float4s
+    [57348, 2, 28676, 114704],
+    [98304, 2, 49152, 131072 + 4 * 16384],
+    // 128256 / 2 = 64128 > 57344: 3 blocks
+    [128256, 3, 42752, 131072 + 4 * 9984],
+    // Qwen: 151936 / 2 = 75968 > 57344; 3 blocks of ceil(151936 / 12) = 12662 float4s, the last holds
+    // 151936 - 2 * 50648 = 50640 columns
+    [151936, 3, 50648, 131072 + 4 * 17880],
+    [151928, 3, 50644, 131072 + 4 * 17876],
+    // 200000 / 3 = 66667 > 57344
+    [200000, 4, 50000, 131072 + 4 * 17232],
+    // 256000 / 4 = 64000 > 57344
+    [256000, 5, 51200, 131072 + 4 * 18432],
+    // 360448 / 6 = 60075 > 57344; ceil(360448 / 28) = 12874 float4s, the last holds 360448 - 6 * 51496
+    [360448, 7, 51496, 131072 + 4 * 18728],
+    [458752, 8, 57344, 131072 + 4 * 24576],
   ] as const;
   assertSm90Plans(cases);
-  assertEquals(prefetchPlan(360452, SM90_SHARED, { clusters: true }), undefined);
+  assertEquals(prefetchPlan(458756, SM90_SHARED, { clusters: true }), undefined);
 });
 
 Deno.test("cross-entropy plan: a forced cluster size, a small shared memory, kernel names", () => {
@@ -74,7 +87,19 @@ Deno.test("cross-entropy plan: a forced cluster size, a small shared memory, ker
     slice: 32064,
     sharedBytes: 128256,
   });
-  assertEquals(prefetchPlan(151936, SM90_SHARED, { clusters: true, cluster: 3 }), undefined);
+  // Qwen on 4 blocks (the double-buffered kernel's plan): ceil(151936 / 16) = 9496 float4s
+  assertEquals(prefetchPlan(151936, SM90_SHARED, { clusters: true, cluster: 4 }), {
+    cluster: 4,
+    slice: 37984,
+    sharedBytes: 151936,
+  });
+  // GPT-2 on 2 blocks (the double-buffered kernel's plan): ceil(50257 / 8) = 6283 float4s
+  assertEquals(prefetchPlan(50257, SM90_SHARED, { clusters: true, cluster: 2 }), {
+    cluster: 2,
+    slice: 25132,
+    sharedBytes: 100528,
+  });
+  assertEquals(prefetchPlan(151936, SM90_SHARED, { clusters: true, cluster: 2 }), undefined);
   // 25088 columns per block at most: with clusters 32000 takes 2 blocks of 16000, 128256 takes 6 of
   // 21376; sm_86 has no clusters, so one block holds up to 25088 and wider rows go to the two-pass kernel
   assertEquals(prefetchPlan(32000, SM86_SHARED, { clusters: true }), {
@@ -107,19 +132,21 @@ Deno.test("cross-entropy plan: any V takes the prefetching kernels, rows padded 
   // block copies ceil(width / 4) float4s, so the last float4 of a row reaches into the padding
   const cases = [
     [50, 1, 52, 208],
-    [40001, 1, 40004, 131072 + 8 * 7236],
-    [45053, 1, 45056, 131072 + 8 * 12288],
-    // ceil(45057 / 8) = 5633 float4s per block
-    [45057, 2, 22532, 90128],
-    // GPT-2: ceil(50257 / 8) = 6283 float4s per block; the second block holds 25125 columns
-    [50257, 2, 25132, 100528],
-    // ceil(151937 / 16) = 9497 float4s per block; the last holds 151937 - 3 * 37988 = 37973 columns
-    [151937, 4, 37988, 131072 + 8 * 5220],
-    // ceil(360445 / 32) = 11264 float4s per block: the widest 8 blocks hold
-    [360445, 8, 45056, 131072 + 8 * 12288],
+    [40001, 1, 40004, 131072 + 4 * 7236],
+    [45057, 1, 45060, 131072 + 4 * 12292],
+    // GPT-2: one block of ceil(50257 / 4) = 12565 float4s
+    [50257, 1, 50260, 131072 + 4 * 17492],
+    // ceil(57341 / 4) = 14336 float4s: the widest single block
+    [57341, 1, 57344, 131072 + 4 * 24576],
+    // ceil(57345 / 8) = 7169 float4s per block; the second holds 57345 - 28676 = 28669 columns
+    [57345, 2, 28676, 114704],
+    // ceil(151937 / 12) = 12662 float4s per block; the last holds 151937 - 2 * 50648 = 50641 columns
+    [151937, 3, 50648, 131072 + 4 * 17880],
+    // ceil(458749 / 32) = 14336 float4s per block: the widest 8 blocks hold
+    [458749, 8, 57344, 131072 + 4 * 24576],
   ] as const;
   assertSm90Plans(cases);
-  // ceil(360449 / 32) = 11265 float4s = 45060 columns > 45056: the two-pass kernel
-  assertEquals(prefetchPlan(360449, SM90_SHARED, { clusters: true }), undefined);
-  assertEquals(prefetchPlan(360453, SM90_SHARED, { clusters: true }), undefined);
+  // ceil(458753 / 32) = 14337 float4s = 57348 columns > 57344: the two-pass kernel
+  assertEquals(prefetchPlan(458753, SM90_SHARED, { clusters: true }), undefined);
+  assertEquals(prefetchPlan(458757, SM90_SHARED, { clusters: true }), undefined);
 });

@@ -8,9 +8,9 @@ import type { TensorDType } from "../engine.ts";
 export const CE_THREADS = 1024;
 /** Columns of a block's slice held in registers: 8 float4 per thread (CE_PREFETCH_HELD). */
 export const CE_HELD_COLUMNS = 8 * 4 * CE_THREADS;
-/** Columns past the held ones a block reads from shared memory: 3 float4 per thread
- * (CE_OVERFLOW_CHUNKS), so a slice holds at most 45056 columns. */
-export const CE_OVERFLOW_COLUMNS = 3 * 4 * CE_THREADS;
+/** Columns past the held ones a block reads from shared memory: 6 float4 per thread
+ * (CE_OVERFLOW_CHUNKS), so a slice holds at most 57344 columns. */
+export const CE_OVERFLOW_COLUMNS = 6 * 4 * CE_THREADS;
 /** Static shared memory of the kernels (288 bytes per tools/kernel-check.sh, rounded up): it counts
  * against the same per-block limit as the dynamic shared memory. */
 const CE_STATIC_SHARED_BYTES = 1024;
@@ -51,33 +51,32 @@ export interface PrefetchPlan {
 }
 
 /**
- * Dynamic shared memory of a block whose slice has `slice` columns: the next row's held columns, then
- * two buffers (by row parity) of the overflow columns past CE_HELD_COLUMNS.
+ * Dynamic shared memory of a block whose slice has `slice` columns: the next row's held columns (up to
+ * CE_HELD_COLUMNS), then one buffer of the overflow columns past them (the current row's until its
+ * gradient is written, then the next row's), 4 bytes per column.
  *
  * @example
  * ```ts
- * prefetchSharedBytes(37984); // 4 * 32768 + 2 * 4 * 5216 = 172800
+ * prefetchSharedBytes(50260); // 4 * 32768 + 4 * 17492 = 201040
  * ```
  */
 export function prefetchSharedBytes(slice: number): number {
-  return 4 * Math.min(slice, CE_HELD_COLUMNS) + 2 * 4 * Math.max(0, slice - CE_HELD_COLUMNS);
+  return 4 * slice;
 }
 
 /**
  * The widest slice (a multiple of 4) one block can hold on a device that allows `maxSharedBytes` of
- * shared memory per block (opt-in): held columns plus as many overflow columns as the kernel reads
- * and the shared memory holds.
+ * shared memory per block (opt-in): as many columns as the shared memory holds (prefetchSharedBytes),
+ * at most the held columns plus the overflow columns the kernel reads.
  *
  * @example
  * ```ts
- * prefetchMaxSlice(232448); // 45056 on sm_90 (227 KB)
+ * prefetchMaxSlice(232448); // 57344 on sm_90 (227 KB)
  * ```
  */
 export function prefetchMaxSlice(maxSharedBytes: number): number {
-  const bytes = maxSharedBytes - CE_STATIC_SHARED_BYTES;
-  if (bytes < 4 * CE_HELD_COLUMNS) return Math.max(0, Math.floor(bytes / 16) * 4);
-  const overflow = Math.floor((bytes - 4 * CE_HELD_COLUMNS) / 32) * 4;
-  return CE_HELD_COLUMNS + Math.min(CE_OVERFLOW_COLUMNS, overflow);
+  const fits = Math.floor((maxSharedBytes - CE_STATIC_SHARED_BYTES) / 16) * 4;
+  return Math.max(0, Math.min(CE_HELD_COLUMNS + CE_OVERFLOW_COLUMNS, fits));
 }
 
 /**
@@ -90,7 +89,7 @@ export function prefetchMaxSlice(maxSharedBytes: number): number {
  *
  * @example
  * ```ts
- * prefetchPlan(151936, 232448, { clusters: true }); // { cluster: 4, slice: 37984, sharedBytes: 172800 }
+ * prefetchPlan(151936, 232448, { clusters: true }); // { cluster: 3, slice: 50648, sharedBytes: 202592 }
  * ```
  */
 export function prefetchPlan(

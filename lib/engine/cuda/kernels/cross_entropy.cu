@@ -114,51 +114,60 @@ EACH1(CE_ROWS)
 // columns [CE_PREFETCH_HELD, slice) (up to CE_OVERFLOW_CHUNKS float4 per thread) stay in shared memory
 // and are read there by the max, sum and gradient loops; a block copies the float4s starting before its
 // last column (ceil(width / 4) of them: the last may hold up to 3 padding columns, masked by ce_mask4
-// when read). Meanwhile the next row is copied with cp.async into dynamic shared memory, so its loads
-// overlap this row's reductions and stores. Dynamic shared
-// memory (floats): [0, HELD) the next row's held part, then two overflow buffers of (slice - HELD)
-// floats, used by row parity (the copy of row r + 1 fills one while row r reads the other). Each thread
-// copies and reads back only its own float4s (ce_col: the same mapping for the copy and the reads), so
-// its own cp.async wait suffices. Rows wider than one block's slice go to a thread-block cluster of
-// CLUSTER blocks (2..8: the host takes the fewest whose slices hold the row, so each block moves as many
-// bytes per row barrier as it can; sm_90): block `rank` holds columns [rank * slice, + slice), the
-// blocks' (max, sum) pairs are exchanged through distributed shared memory after one cluster barrier per
-// row (pairs double-buffered by row parity, so the next row's barrier is what makes reusing a slot safe).
-// Uses fa_smem / fa_cp16 / fa_cp_commit / fa_cp_wait of flash_attention_mma.cu (concatenated before).
-// The host sizes the grid to the clusters that can be resident at once (cuOccupancyMaxActiveClusters):
-// rows are assigned statically, so a cluster that had to wait for a free GPC would add a whole pass at
-// the end.
+// when read). The next row is copied with cp.async into dynamic shared memory (floats [0, slice): the
+// held part, then ONE overflow buffer of slice - HELD floats), so its loads overlap this row's work:
+// its held part as soon as this row's held columns are in registers, its overflow part once this row's
+// overflow gradient (the last reads of the buffer) is written, hidden behind the held gradient. Each
+// thread copies and reads back only its own float4s (ce_col: the same mapping for the copy and the
+// reads), so its own cp.async waits suffice: at the top of a row the last two commit groups are this
+// row's held part, then its overflow part (an ignored row copies nothing and commits the next row's two
+// groups), so wait_group 1 waits for the held part; the next row's held group is committed after it,
+// so wait_group 1 again waits for this row's overflow part. Rows wider than one block's slice go to a
+// thread-block cluster of CLUSTER blocks (2..8: the host takes the fewest whose slices hold the row, so
+// each block moves as many bytes per row barrier as it can; sm_90): block `rank` holds columns
+// [rank * slice, + slice), the blocks' (max, sum) pairs are exchanged through distributed shared memory
+// after one cluster barrier per row (pairs double-buffered by row parity, so the next row's barrier is
+// what makes reusing a slot safe). Uses fa_smem / fa_cp16 / fa_cp_commit / fa_cp_wait of
+// flash_attention_mma.cu (concatenated before). The host sizes the grid to the clusters that can be
+// resident at once (cuOccupancyMaxActiveClusters): rows are assigned statically, so a cluster that had
+// to wait for a free GPC would add a whole pass at the end.
 #define CE_PREFETCH_THREADS 1024
 #define CE_PREFETCH_CHUNKS 8
 #define CE_PREFETCH_HELD (CE_PREFETCH_CHUNKS * CE_PREFETCH_THREADS * 4)
-// 12288 overflow columns: slices up to 45056 columns in 4 * 32768 + 2 * 4 * 12288 = 229376 bytes of
-// dynamic shared memory (sm_90 allows 232448 per block); CE_OVERFLOW_CHUNKS of cross_entropy_plan.ts.
-#define CE_OVERFLOW_CHUNKS 3
+// 24576 overflow columns: slices up to 57344 columns in 4 * 57344 = 229376 bytes of dynamic shared
+// memory (sm_90 allows 232448 per block, static included); CE_OVERFLOW_CHUNKS of cross_entropy_plan.ts.
+#define CE_OVERFLOW_CHUNKS 6
 extern __shared__ u32x4 ce_shared[];
 
 /** Column of this thread's float4 number `c` (from 0) within the held part or within the overflow. */
 __device__ __forceinline__ int ce_col(int c) { return (c * CE_PREFETCH_THREADS + (int)threadIdx.x) * 4; }
 
-/** Starts the copy of this thread's float4s of the `width` floats at `lr` (the last float4 may run up
- * to 3 floats into the row's padding) into shared memory: the held columns to floats
- * [0, CE_PREFETCH_HELD), the overflow columns to the buffer at float `over`. The loops
- * stay rolled: unrolled, their addresses live beside the held registers spilled at 64 registers. */
-__device__ __forceinline__ void ce_fetch(u32 base, int over, const float* lr, int width) {
+/** Starts the copy of this thread's float4s of the held columns of the `width` floats at `lr` into
+ * shared floats [0, CE_PREFETCH_HELD) and commits them as one group (empty when `copy` is false). The
+ * loops stay rolled: unrolled, their addresses live beside the held registers spilled at 64 registers. */
+__device__ __forceinline__ void ce_fetch_held(u32 base, bool copy, const float* lr, int width) {
+  if (copy) {
 #pragma unroll 1
-  for (int c = 0; c < CE_PREFETCH_CHUNKS; c++) {
-    const int j = ce_col(c);
-    if (j < width) fa_cp16(base + 4u * (u32)j, lr + j, 16);
+    for (int c = 0; c < CE_PREFETCH_CHUNKS; c++) {
+      const int j = ce_col(c);
+      if (j < width) fa_cp16(base + 4u * (u32)j, lr + j, 16);
+    }
   }
+  fa_cp_commit();
+}
+/** The same for the overflow columns [CE_PREFETCH_HELD, width) into the overflow buffer (shared floats
+ * from CE_PREFETCH_HELD on). */
+__device__ __forceinline__ void ce_fetch_overflow(u32 base, bool copy, const float* lr, int width) {
+  if (copy) {
 #pragma unroll 1
-  for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
-    const int j = ce_col(c);
-    if (CE_PREFETCH_HELD + j < width) fa_cp16(base + 4u * (u32)(over + j), lr + CE_PREFETCH_HELD + j, 16);
+    for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
+      const int j = CE_PREFETCH_HELD + ce_col(c);
+      if (j < width) fa_cp16(base + 4u * (u32)j, lr + j, 16);
+    }
   }
+  fa_cp_commit();
 }
 
-/** The float offset of overflow buffer `parity`: the buffers of slice - HELD floats start at
- * CE_PREFETCH_HELD and at `slice` (unused when slice <= HELD). */
-__device__ __forceinline__ int ce_buffer(int parity, int slice) { return parity ? slice : CE_PREFETCH_HELD; }
 /** The largest of four floats. */
 __device__ __forceinline__ float ce_max4(u32x4 u) {
   return fmaxf(fmaxf(__uint_as_float(u.x), __uint_as_float(u.y)), fmaxf(__uint_as_float(u.z), __uint_as_float(u.w)));
@@ -168,10 +177,16 @@ __device__ __forceinline__ float ce_sum4(u32x4 u, float c2) {
   return (ce_exp_minus(__uint_as_float(u.x), c2) + ce_exp_minus(__uint_as_float(u.y), c2)) +
          (ce_exp_minus(__uint_as_float(u.z), c2) + ce_exp_minus(__uint_as_float(u.w), c2));
 }
-/** The overflow float4 number `c` of this thread (in `spill`), masked past the block's `width` columns. */
-__device__ __forceinline__ u32x4 ce_spill(const u32x4* spill, int c, int width) {
-  const int j = ce_col(c);
-  return ce_mask4(spill[j >> 2], width - CE_PREFETCH_HELD - j);
+/** This thread's overflow float4 number `c` (from the overflow buffer), masked past the block's
+ * `width` columns. */
+__device__ __forceinline__ u32x4 ce_overflow4(int c, int width) {
+  const int j = CE_PREFETCH_HELD + ce_col(c);
+  return ce_mask4(ce_shared[j >> 2], width - j);
+}
+/** Keeps the shared reads that produced u before any later cp.async (asm volatile keeps its order),
+ * which may overwrite their addresses: u is in registers by then. */
+__device__ __forceinline__ void ce_consumed(u32x4 u) {
+  asm volatile("" ::"r"(u.x), "r"(u.y), "r"(u.z), "r"(u.w) : "memory");
 }
 /** For the four logits u at local columns [j, j + 4) (masked: padding is -inf): writes the row's loss
  * lse - logit if the target is among them, and (want_grad) scale * (softmax - onehot) to dr + j. */
@@ -248,27 +263,28 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
   const int rank = CLUSTER > 1 ? ce_cluster_rank() : 0;
   const int first = rank * slice, width = imin(slice, vocab - first); // this block's columns
   const int step = gridDim.x / CLUSTER; // rows between this block's rows
-  // parity: of the rows this block has read so far; it picks this row's (max, sum) slot and overflow
-  // buffer. An ignored row reads nothing, so the next row takes its buffer (and slot) over.
+  // parity: of the rows this block has read so far; it picks this row's (max, sum) slot (an ignored
+  // row, the same in every block of the cluster, exchanges nothing).
   int row = blockIdx.x / CLUSTER, parity = 0;
   int target = row < rows ? targets[row] : -1;
-  if (target >= 0) ce_fetch(base, ce_buffer(parity, slice), logits + (i64)row * stride + first, width);
-  fa_cp_commit();
+  ce_fetch_held(base, target >= 0, logits + (i64)row * stride + first, width);
+  ce_fetch_overflow(base, target >= 0, logits + (i64)row * stride + first, width);
   for (; row < rows; row += step) {
     // The next row's target is loaded now, so its latency overlaps this row's wait.
     const int next = row + step, next_target = next < rows ? targets[next] : -1;
+    const float* next_lr = logits + (i64)next * stride + first;
     if (target < 0) { // the same in every block of the cluster: no barrier on either side
-      if (next_target >= 0) ce_fetch(base, ce_buffer(parity, slice), logits + (i64)next * stride + first, width);
-      fa_cp_commit();
+      // This row copied nothing: the buffers are free (the rows before read theirs before this point).
+      ce_fetch_held(base, next_target >= 0, next_lr, width);
+      ce_fetch_overflow(base, next_target >= 0, next_lr, width);
       if (threadIdx.x == 0 && rank == 0) losses[row] = 0.f;
       G* dr = dlogits + (i64)row * stride + first;
       if (want_grad) for (int j = threadIdx.x; j < width; j += CE_PREFETCH_THREADS) stf(dr + j, 0.f);
       target = next_target;
       continue;
     }
-    fa_cp_wait<0>();
+    fa_cp_wait<1>(); // this row's held part (its overflow part, the last group, may still be in flight)
     asm volatile("" ::: "memory"); // the shared reads below stay after the wait
-    const u32x4* spill = ce_shared + (ce_buffer(parity, slice) >> 2); // this row's overflow columns
     u32x4 held[CE_PREFETCH_CHUNKS];
     float m = -F32_INFINITY;
 #pragma unroll
@@ -279,16 +295,15 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
         m = fmaxf(m, ce_max4(held[c]));
       }
     }
+    // The held reads above are consumed (m) before the next row's copy overwrites their addresses.
+    asm volatile("" ::"f"(m) : "memory");
+    ce_fetch_held(base, next_target >= 0, next_lr, width);
+    fa_cp_wait<1>(); // this row's overflow part (the next row's held part may still be in flight)
+    asm volatile("" ::: "memory");
 #pragma unroll
     for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
-      const int j = ce_col(c);
-      if (CE_PREFETCH_HELD + j < width) m = fmaxf(m, ce_max4(ce_spill(spill, c, width)));
+      if (CE_PREFETCH_HELD + ce_col(c) < width) m = fmaxf(m, ce_max4(ce_overflow4(c, width)));
     }
-    // The held reads above are consumed (m) before the next row's copy overwrites their addresses (the
-    // next row's overflow goes to the other buffer).
-    asm volatile("" ::"f"(m) : "memory");
-    if (next_target >= 0) ce_fetch(base, ce_buffer(parity ^ 1, slice), logits + (i64)next * stride + first, width);
-    fa_cp_commit();
     const float m2 = m * FA_LOG2E;
     float s = 0.f;
 #pragma unroll
@@ -297,8 +312,7 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
     }
 #pragma unroll
     for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
-      const int j = ce_col(c);
-      if (CE_PREFETCH_HELD + j < width) s += ce_sum4(ce_spill(spill, c, width), m2);
+      if (CE_PREFETCH_HELD + ce_col(c) < width) s += ce_sum4(ce_overflow4(c, width), m2);
     }
     block_max_sum(&m, &s);
     if (CLUSTER > 1) {
@@ -321,15 +335,22 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
     // A target past V (NaN loss) must not meet a padding column of the last float4: no onehot then.
     const int local_target = target < vocab ? target - first : -1;
     G* dr = dlogits + (i64)row * stride + first;
+    // The overflow part first: its reads are the buffer's last for this row, then the next row's
+    // overflow copy starts and the held part's gradient (from registers) hides its latency.
+#pragma unroll
+    for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
+      const int j = CE_PREFETCH_HELD + ce_col(c);
+      if (j < width) {
+        const u32x4 u = ce_overflow4(c, width);
+        ce_consumed(u);
+        ce_finish4(u, j, local_target, lse, lse2, scale, want_grad, dr, losses + row);
+      }
+    }
+    ce_fetch_overflow(base, next_target >= 0, next_lr, width);
 #pragma unroll
     for (int c = 0; c < CE_PREFETCH_CHUNKS; c++) {
       const int j = ce_col(c);
       if (j < width) ce_finish4(held[c], j, local_target, lse, lse2, scale, want_grad, dr, losses + row);
-    }
-#pragma unroll
-    for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
-      const int j = CE_PREFETCH_HELD + ce_col(c);
-      if (j < width) ce_finish4(ce_spill(spill, c, width), j, local_target, lse, lse2, scale, want_grad, dr, losses + row);
     }
     target = next_target;
   }
