@@ -215,46 +215,53 @@ async function compareCrossEntropy(
 /** Targets at the edges of the prefetching kernels' slices for rows of `v` columns (the engine's plan
  * on this device; unaligned rows still get in-range targets): the held/overflow boundary and the
  * overflow columns of the first and the last block of a cluster, the last column of the first block and
- * the first of the last. */
+ * the first of the last, and the last column of thread 0's sixth (last) overflow float4. */
 async function sliceEdgeTargets(v: number): Promise<number[]> {
   const { info } = (await cudaEngine()).device;
   const plan = prefetchPlan(v, info.maxSharedMemoryPerBlock, { clusters: info.arch >= CLUSTER_MIN_ARCH });
   const slice = plan?.slice ?? v, last = ((plan?.cluster ?? 1) - 1) * slice;
-  return [CE_HELD_COLUMNS + 5, CE_HELD_COLUMNS, slice - 1, last + CE_HELD_COLUMNS + 5, last]
+  const sixth = CE_HELD_COLUMNS + 5 * 4 * 1024 + 3;
+  return [CE_HELD_COLUMNS + 5, CE_HELD_COLUMNS, slice - 1, last + CE_HELD_COLUMNS + 5, last, sixth]
     .map((t) => Math.min(t, v - 1));
 }
 
 gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", async (mode) => {
   // Rows are padded to a multiple of 8 columns, so every V up to 8 full slices takes the prefetching
-  // kernels; V % 4 != 0 (50, 40001, 45057, GPT-2's 50257, 151937, 360453) leaves up to 3 padding columns
-  // in a row's last float4, masked by the kernel (targets V-1, and V-2, V-3, ... in the rows after the
-  // slice edges: the last float4 and the one before).
-  // Prefetching blocks hold 32768 columns in registers and up to 12288 more in shared memory (on sm_90;
-  // clusters of the fewest blocks whose slices hold a row): one block with 4, 7232, 8232 and 12288
-  // (every thread's 3 overflow float4s) overflow columns: 32772, 40000, 41000, 45056; clusters of 2:
-  // 45060; of 3 without overflow: 98304; of 3 with overflow: 128256 (Llama-3, 42752 per block); of 4
-  // with overflow: 151936 (Qwen, 37984) and 151928 (the last block 16 columns short); of 5: 200000; of
-  // 8 full slices: 360448; 360452 and 360453 (unaligned, masked float4s): vectorized two-pass rows
+  // kernels; V % 4 != 0 (50, 40001, 45057, GPT-2's 50257, 57345, 151937, 458757) leaves up to 3 padding
+  // columns in a row's last float4, masked by the kernel (targets V-1, and V-2, V-3, ... in the rows
+  // after the slice edges: the last float4 and the one before).
+  // Prefetching blocks hold 32768 columns in registers and up to 24576 more in one shared-memory buffer
+  // (on sm_90; clusters of the fewest blocks whose slices hold a row): one block with 4, 7232, 8232,
+  // 12288, 12292, 17492 (GPT-2), 23232 (threads 0-687 with a sixth overflow float4) and 24576 (every
+  // thread's 6 overflow float4s) overflow columns: 32772, 40000, 41000, 45056, 45060, 50257, 56000,
+  // 57344; clusters of 2 without overflow: 57345; of 2 with overflow: 98304; of 3 with overflow: 128256
+  // (Llama-3, 42752 per block), 151936 (Qwen, 50648) and 151928 (the last block 4 columns short); of 4:
+  // 200000; of 7: 360448 (the last block 24 columns short); of 8 full slices: 458752; 458756 and 458757
+  // (unaligned, masked float4s): vectorized two-pass rows
   const shapes = [
     [23, 24, 50],
     [16, 32, 64],
     [13, 8, 40001],
     [13, 4, 45057],
     [13, 8, 50257],
+    [14, 4, 56000],
+    [14, 4, 57345],
     [14, 4, 151937],
     [9, 8, 32772],
     [9, 8, 40000],
     [10, 8, 41000],
     [9, 4, 45056],
     [9, 8, 45060],
+    [11, 4, 57344],
     [9, 4, 98304],
     [9, 8, 128256],
-    [9, 4, 151936],
+    [11, 4, 151936],
     [10, 4, 151928],
     [9, 4, 200000],
     [9, 2, 360448],
-    [5, 2, 360452],
-    [13, 2, 360453],
+    [11, 2, 458752],
+    [5, 2, 458756],
+    [13, 2, 458757],
   ] as const;
   for (const [n, c, v] of shapes) {
     const targets = randint(n, v);
@@ -268,7 +275,7 @@ gpuTest("fused lm head + cross-entropy over row chunks, with ignored rows", asyn
       if (4 + i < n - 1) targets[4 + i] = t;
     });
     // the rest: V-2, V-3, ... (the last float4 of a row and the one before it, when V % 4 != 0)
-    for (let r = 9; r < n - 1; r++) targets[r] = v - 2 - (r - 9);
+    for (let r = 10; r < n - 1; r++) targets[r] = v - 2 - (r - 10);
     await compareCrossEntropy(mode, [n, c, v], targets);
   }
 });
@@ -278,18 +285,22 @@ let wholeChunkEngine: Promise<CudaEngine> | null = null;
 gpuTest(
   "cross-entropy rows of the persistent prefetching kernels: more rows than resident blocks",
   async (mode) => {
-    // One chunk of 300 rows: blocks (or clusters, from V = 45060 on sm_90) loop over rows (300 is not a
-    // multiple of the grid); ignored rows first, in the middle of a block's rows (its copy skipped; the
-    // next row takes its overflow buffer) and in a run of two. One block with overflow columns: 40000,
-    // 45056; clusters of 3 and 4 with overflow: 128256, 151928 (the last block shorter); padded rows
-    // (V % 4 != 0): 40001, GPT-2's 50257 (clusters of 2).
+    // One chunk of 300 rows: blocks (or clusters, from V = 57345 on sm_90) loop over rows (300 is not a
+    // multiple of the grid); ignored rows first, in the middle of a block's rows (its copy skipped: the
+    // rows on each side use the same overflow buffer, the next row's copy issued by the ignored row) and
+    // in a run of two; with one block per SM, the row after the one in the middle has its target in the
+    // overflow. One block
+    // with overflow columns: 40000, 45056, 56000, 57344 (all 6 overflow float4s); clusters of 3 with
+    // overflow: 128256, 151928 (the last block shorter); padded rows (V % 4 != 0): 40001, GPT-2's 50257
+    // (one block).
     wholeChunkEngine ??= CudaEngine.open({ crossEntropyChunkRows: 1000 });
     const engine = await wholeChunkEngine;
     const sms = engine.device.info.multiprocessors;
-    for (const v of [32000, 4100, 32768, 40000, 45056, 128256, 151928, 40001, 50257]) {
+    for (const v of [32000, 4100, 32768, 40000, 45056, 56000, 57344, 128256, 151928, 40001, 50257]) {
       const n = 300;
       const targets = randint(n, v);
       for (const r of [0, sms, sms + 1, 2 * sms + 5]) if (r < n) targets[r] = IGNORE_INDEX;
+      if (2 * sms + 1 < n) targets[2 * sms + 1] = Math.min(CE_HELD_COLUMNS + 9, v - 1);
       targets[n - 2] = v - 1;
       targets[n - 3] = v - 3;
       targets[1] = 0;

@@ -164,12 +164,14 @@ const { C, F, H, K, D, V } = MODEL;
 }
 /** Rows of the cross-entropy row-kernel benchmarks; the Llama-3 and Qwen2 vocabularies; a vocabulary
  * one block holds with overflow columns (past the 32768 held in registers, read from shared memory);
- * GPT-2's vocabulary (V % 4 != 0: padded rows). */
+ * GPT-2's vocabulary (V % 4 != 0: padded rows; one block with 17492 overflow columns); a vocabulary
+ * near one block's widest slice (57344 on sm_90). */
 const CE_ROWS = 2048;
 const LLAMA3_VOCAB = 128256;
 const QWEN2_VOCAB = 151936;
 const OVERFLOW_VOCAB = 40000;
 const GPT2_VOCAB = 50257;
+const WIDE_VOCAB = 56000;
 /** Times one cross-entropy row kernel on [CE_ROWS, vocab] f32 logits -> bf16 dlogits, rows stored at
  * the engine's padded stride (crossEntropyStride; the padding holds random values, as the kernels must
  * ignore whatever is there) (bytes: the V logits of a row read once + its V dlogits written once). The
@@ -211,7 +213,7 @@ function crossEntropyRows(vocab: number, options: { cluster?: number; twoPass?: 
     const args = [...head, { i32: vocab }, { i32: stride }, ...scaleGrad, { i32: 1 }];
     launch = () => device.launch("cross_entropy_rows_bf16", CE_ROWS, CE_THREADS, args);
     label =
-      `cross-entropy rows, two passes (fallback, only V > 360448; forced here at ${vocab} for comparison)`;
+      `cross-entropy rows, two passes (fallback, only V > 458752; forced here at ${vocab} for comparison)`;
   }
   bandwidth(`${label} [${CE_ROWS}, ${vocab}]`, CE_ROWS * vocab * 6, launch);
   for (const t of [logits, dlogits, losses, targets]) engine.free(t);
@@ -222,6 +224,9 @@ crossEntropyRows(LLAMA3_VOCAB);
 crossEntropyRows(LLAMA3_VOCAB, { cluster: 4 });
 crossEntropyRows(QWEN2_VOCAB);
 crossEntropyRows(GPT2_VOCAB);
+crossEntropyRows(GPT2_VOCAB, { cluster: 2 });
+crossEntropyRows(QWEN2_VOCAB, { cluster: 4 });
+crossEntropyRows(WIDE_VOCAB);
 crossEntropyRows(LLAMA3_VOCAB, { twoPass: true });
 
 // ---- the fused lm head + cross-entropy op (3 GEMMs + the row kernel per chunk) -------------------

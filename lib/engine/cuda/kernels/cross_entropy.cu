@@ -6,7 +6,7 @@
 // add nothing to the max and sum and their gradient comes out 0 (written only where a float4 store
 // covers them; the dhidden / dweight GEMMs read dlogits with k = V or m = V and lda = stride, so
 // padding is never read and the rest of it stays untouched). Two kernels, picked by the host: aligned
-// rows (stride % 4 == 0) and V at most 8 slices of a block (about 45000 columns each with 227 KB of
+// rows (stride % 4 == 0) and V at most 8 slices of a block (about 57000 columns each with 227 KB of
 // shared memory; the host decides): persistent blocks (a cluster of 2..8 blocks per row above one
 // slice) prefetching rows, reading the logits once; any other row: two passes, block per row, one pass
 // for the running max and sum of exponentials, one for the gradient; 4 elements per access with `vec`
