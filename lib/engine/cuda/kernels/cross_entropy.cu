@@ -117,7 +117,8 @@ EACH1(CE_ROWS)
 // when read). The next row is copied with cp.async into dynamic shared memory (floats [0, slice): the
 // held part, then ONE overflow buffer of slice - HELD floats), so its loads overlap this row's work:
 // its held part as soon as this row's held columns are in registers, its overflow part once this row's
-// overflow gradient (the last reads of the buffer) is written, hidden behind the held gradient. Each
+// overflow gradient (the last reads of the buffer) is written, hidden behind the held gradient and
+// the next row's held max and sum (taken before its overflow wait, then rescaled if needed). Each
 // thread copies and reads back only its own float4s (ce_col: the same mapping for the copy and the
 // reads), so its own cp.async waits suffice: at the top of a row the last two commit groups are this
 // row's held part, then its overflow part (an ignored row copies nothing and commits the next row's two
@@ -298,18 +299,25 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
     // The held reads above are consumed (m) before the next row's copy overwrites their addresses.
     asm volatile("" ::"f"(m) : "memory");
     ce_fetch_held(base, next_target >= 0, next_lr, width);
-    fa_cp_wait<1>(); // this row's overflow part (the next row's held part may still be in flight)
-    asm volatile("" ::: "memory");
-#pragma unroll
-    for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
-      if (CE_PREFETCH_HELD + ce_col(c) < width) m = fmaxf(m, ce_max4(ce_overflow4(c, width)));
-    }
-    const float m2 = m * FA_LOG2E;
+    // The held part's sum before the overflow wait gives this row's overflow copy (issued late) more
+    // time; m is finite wherever a sum is taken (a float4's first column is never masked).
     float s = 0.f;
 #pragma unroll
     for (int c = 0; c < CE_PREFETCH_CHUNKS; c++) {
-      if (ce_col(c) < width) s += ce_sum4(held[c], m2);
+      if (ce_col(c) < width) s += ce_sum4(held[c], m * FA_LOG2E);
     }
+    fa_cp_wait<1>(); // this row's overflow part (the next row's held part may still be in flight)
+    asm volatile("" ::: "memory");
+    float mo = -F32_INFINITY;
+#pragma unroll
+    for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
+      if (CE_PREFETCH_HELD + ce_col(c) < width) mo = fmaxf(mo, ce_max4(ce_overflow4(c, width)));
+    }
+    if (mo > m) { // only threads with overflow columns; s = 0 stays 0 when m = -inf (e^-inf = 0)
+      s *= ce_exp(m - mo);
+      m = mo;
+    }
+    const float m2 = m * FA_LOG2E;
 #pragma unroll
     for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
       if (CE_PREFETCH_HELD + ce_col(c) < width) s += ce_sum4(ce_overflow4(c, width), m2);
