@@ -1,7 +1,7 @@
 // Flash attention on the CUDA engine: launches the FlashAttention-2 kernels of
 // kernels/flash_attention_*.cu (mma.sync tensor cores; bf16, causal, grouped heads, head dims 64, 128),
-// and on sm_90 the Hopper wgmma kernels (forward at head dim 64: flash_attention_fwd_wg.cu; backward:
-// wgmma.cu at 64, flash_attention_bwd_wg_d128.cu at 128).
+// and on sm_90 the Hopper wgmma kernels (forward: flash_attention_fwd_wg.cu at head dim 64,
+// flash_attention_fwd_wg_d128.cu at 128; backward: wgmma.cu at 64, flash_attention_bwd_wg_d128.cu at 128).
 // The CudaEngine's attention ops call these for bf16 tensors with those head dims and keep the simple
 // kernels (attention.cu) for the rest. dq is summed over key blocks with f32 vector reductions into
 // a zeroed [B, T, H, D] f32 buffer (4 bytes per element of q, freed after the call), then scaled and
@@ -43,6 +43,15 @@ const WGMMA_FORWARD: FlashKernel = {
   rows: 192,
   threads: 512,
   sharedBytes: 3 * 8192 + 3 * 2 * 16384 + 6 * 8 + 1024,
+};
+/** The Hopper forward for head dim 128 (kernels/flash_attention_fwd_wg_d128.cu): 128 query rows in two
+ * consumer warpgroups + a producer warpgroup; shared memory FD_SHARED_BYTES: q [2][128][64], 3 stages
+ * of k and v [2][128][64] bf16, 6 mbarriers, 1024 bytes to align the tiles. */
+const WGMMA_FORWARD_D128: FlashKernel = {
+  name: "flash_attention_fwd_wg_d128",
+  rows: 128,
+  threads: 384,
+  sharedBytes: 2 * 16384 + 3 * 4 * 16384 + 6 * 8 + 1024,
 };
 const WGMMA_BACKWARD: FlashKernel = {
   name: "flash_attention_bwd_wg_d64",
@@ -157,9 +166,10 @@ function backwardSharedBytes(d: number): number {
     4 * BWD_ROWS * 4;
 }
 
-/** The forward kernel for head dim `d` on `device`: wgmma at head dim 64 on sm_90, else mma.sync. */
+/** The forward kernel for head dim `d` on `device`: wgmma on sm_90, else mma.sync. */
 function forwardKernel(device: CudaDevice, d: number): FlashKernel {
   if (d === 64 && device.info.arch === 90) return WGMMA_FORWARD;
+  if (d === 128 && device.info.arch === 90) return WGMMA_FORWARD_D128;
   return {
     name: `flash_attention_fwd_d${d}`,
     rows: FWD_ROWS,
