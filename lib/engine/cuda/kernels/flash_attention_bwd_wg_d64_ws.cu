@@ -1,0 +1,319 @@
+// Flash-attention backward at head dim 64 on Hopper wgmma (sm_90a), warp-specialized: variants of
+// flash_attention_bwd_wg_d64 (wgmma.cu) with the same contract and grid (K, B, ceil(T / 128)).
+// One block = 128 keys of one key head: two consumer warpgroups (warpgroup w: keys 64w..64w+63) and a
+// producer warpgroup that copies k, v once and q, dout, lse, delta of every query step (BQ queries) into
+// WQ_STAGES shared-memory stages with cp.async, signalling full / empty mbarriers (as the forward,
+// flash_attention_fwd_wg.cu, whose fw_mbar_* helpers this uses); setmaxnreg 40 / 232 (2 x 128 x 232 +
+// 128 x 40 = 384 x 168, the registers the block starts with; the producer spills at 24, the consumers
+// fit in 224 at every BQ). Per step, per consumer warpgroup:
+//   1. s^T = k q^T, dp^T = v dout^T [64 keys x BQ queries], K-major operands, K = 64 dims;
+//   2. p^T, ds^T in registers (accumulator layout = A-fragment layout); ds^T also to shared memory;
+//   3. dv += p^T dout, dk += ds^T q [64 keys x 64 dims], A from registers, B (dout, q) MN-major;
+//   4. dq^T = k^T ds^T [64 dims x BQ / 2 queries: warpgroup w takes queries w BQ / 2..] over the 128
+//      keys (A = k [keys][dims] MN-major, B = ds^T [keys][queries] MN-major; as flash_attention_bwd_wg_d128),
+//      added to dq_acc with 8-byte reductions.
+// dq^T needs both warpgroups' ds^T, so they meet there, through mbarriers instead of a block barrier:
+// ready[p] (count 256) completes when both have stored ds^T of a step of parity p, free[p] (count 256)
+// when both have finished dq^T of it (then ds^T buffer p may be overwritten). Each mbarrier of a pair
+// serves every second step, and a thread arrives for step s + 2 only after waiting the other mbarrier's
+// phase of step s, so no phase is skipped. The warpgroups may drift apart by about a step, so one's
+// exponentials overlap the other's products.
+// LATE = 0: dq^T of step s - 1 is queued behind s^T / dp^T of step s (as wgmma.cu) and reduced while dv /
+// dk run; LATE = 1: it is queued behind dv / dk of step s and reduced after them (more slack for the
+// other warpgroup's ds^T, no dq^T accumulator live during the exponentials).
+// Never run on a GPU yet: explore/bwd_wg64.ts times the variants against flash_attention_bwd_wg_d64.
+// Shared memory (byte offsets from the 1024-aligned base): k, v [128][64]; q, dout [WQ_STAGES][BQ][64];
+// ds^T [2 step parities]: at BQ 64 one [128 keys][64 queries] tile (warpgroup w's queries at column 32w),
+// else two [128][64] tiles (one per warpgroup's BQ / 2 queries, from column 0); lse, delta [WQ_STAGES]
+// [2][BQ] f32; mbarriers full, empty [WQ_STAGES], ready, free [2].
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+#define WQ_THREADS 384
+#define WQ_KEYS 128
+#define WQ_STAGES 3
+#define WQ_TILE_K 16384 /* [128][64] bf16 */
+#define WQ_PRODUCER_REGS 40
+#define WQ_CONSUMER_REGS 232
+#define WQ_TILE_Q(BQ) ((BQ) * 128)
+#define WQ_SQ (2 * WQ_TILE_K)
+#define WQ_SDO(BQ) (WQ_SQ + WQ_STAGES * WQ_TILE_Q(BQ))
+#define WQ_SDS(BQ) (WQ_SDO(BQ) + WQ_STAGES * WQ_TILE_Q(BQ))
+#define WQ_DS_BUF(BQ) ((BQ) == 64 ? WQ_TILE_K : 2 * WQ_TILE_K)
+#define WQ_STATS(BQ) (WQ_SDS(BQ) + 2 * WQ_DS_BUF(BQ))
+#define WQ_BARS(BQ) (WQ_STATS(BQ) + WQ_STAGES * 2 * (BQ) * 4)
+/** Dynamic shared memory: 117328 bytes at BQ 64, 175440 at 96, 200784 at 128. */
+#define WQ_SHARED_BYTES(BQ) (WQ_BARS(BQ) + 8 * (2 * WQ_STAGES + 4) + 1024)
+
+#define WQ_OPS48 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47}"
+
+/** d[64x96] (+)= a[64x16] * b[16x96], both K-major from descriptors (ZERO: d = a * b). */
+template <int ZERO>
+__device__ __forceinline__ void wq_mma_m64n96k16(float* d, u64 da, u64 db) {
+  if constexpr (ZERO) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n96k16.f32.bf16.bf16 "
+        WQ_OPS48 ", %48, %49, p, 1, 1, 0, 0;\n}\n"
+        : WG_D32(WG_W), WG_D8(WG_W, 32), WG_D8(WG_W, 40)
+        : "l"(da), "l"(db));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n96k16.f32.bf16.bf16 "
+        WQ_OPS48 ", %48, %49, p, 1, 1, 0, 0;\n}\n"
+        : WG_D32(WG_RW), WG_D8(WG_RW, 32), WG_D8(WG_RW, 40)
+        : "l"(da), "l"(db));
+  }
+}
+
+/** d[64xN] (+)= a[64x16] * b[16xN] from descriptors for the N this file uses: 32, 48, 64 with either
+ * operand MN-major (TA / TB), 96 and 128 K-major only. */
+template <int N, int TA, int TB, int ZERO>
+__device__ __forceinline__ void wq_mma(float* d, u64 da, u64 db) {
+  if constexpr (N == 32) {
+    wg_mma_m64n32k16<TA, TB, ZERO>(d, da, db);
+  } else if constexpr (N == 48) {
+    wd_mma_m64n48k16<TA, TB, ZERO>(d, da, db);
+  } else if constexpr (N == 64) {
+    wg_mma_m64n64k16<TA, TB, ZERO>(d, da, db);
+  } else if constexpr (N == 96) {
+    static_assert(TA == 0 && TB == 0, "K-major only");
+    wq_mma_m64n96k16<ZERO>(d, da, db);
+  } else {
+    static_assert(N == 128 && TA == 0 && TB == 0, "K-major only");
+    if constexpr (ZERO) fd_mma_m64n128k16_zero(d, da, db);
+    else fw_mma_m64n128k16(d, da, db);
+  }
+}
+
+extern __shared__ u32x4 wq_shared[];
+
+template <int BQ, int LATE>
+__device__ __forceinline__ void wq_bwd(float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q,
+                                       const bf16* k, const bf16* v, const bf16* dout, const float* lse,
+                                       const float* delta, int T, int H, int HK, int HV, float scale_log2,
+                                       float scale) {
+  constexpr int D = 64, NQ = BQ / 2, NT = BQ / 8, TILE_Q = WQ_TILE_Q(BQ), STAGES = WQ_STAGES;
+  constexpr bool PACKED = BQ == 64; // both warpgroups' ds^T halves in one tile
+  const u32 base = (fa_smem(wq_shared) + 1023u) & ~1023u;
+  const u32 sk = base, sv = base + WQ_TILE_K, bars = base + WQ_BARS(BQ);
+  const u32 full = bars, empty = bars + 8 * STAGES, ready = bars + 16 * STAGES, freed = ready + 16;
+  float* stats = reinterpret_cast<float*>(reinterpret_cast<char*>(wq_shared) + (base - fa_smem(wq_shared)) +
+                                          WQ_STATS(BQ));
+  const int hk = blockIdx.x, b = blockIdx.y, k0 = blockIdx.z * WQ_KEYS;
+  const int group = H / HK, hv = hk / (HK / HV);
+  const int wg = __shfl_sync(0xffffffffu, threadIdx.x >> 7, 0); // warp-uniform to the compiler
+  const int wi = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  const i64 qstride = (i64)H * D;
+  const int qfirst = k0 / BQ, qblocks = (T + BQ - 1) / BQ - qfirst, steps = group * qblocks;
+  auto step_head = [&](int it) { return hk * group + it / qblocks; };
+  auto step_q0 = [&](int it) { return (qfirst + it % qblocks) * BQ; };
+  if (threadIdx.x == 0) {
+    for (int st = 0; st < STAGES; st++) {
+      fw_mbar_init(full + 8 * st, 128);
+      fw_mbar_init(empty + 8 * st, 256);
+    }
+    for (int p = 0; p < 2; p++) {
+      fw_mbar_init(ready + 8 * p, 256);
+      fw_mbar_init(freed + 8 * p, 256);
+    }
+  }
+  __syncthreads();
+
+  if (wg == 2) { // the producers: k and v (covered by the first full phase), then the steps' rows
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(WQ_PRODUCER_REGS));
+    const int pi = threadIdx.x - 256;
+    fw_part_load_tile<WQ_KEYS, 128>(sk, k + ((i64)b * T * HK + hk) * D, (i64)HK * D, k0, T, pi);
+    fw_part_load_tile<WQ_KEYS, 128>(sv, v + ((i64)b * T * HV + hv) * D, (i64)HV * D, k0, T, pi);
+    for (int t = 0; t < steps; t++) {
+      const int st = t % STAGES;
+      if (t >= STAGES) fw_mbar_wait(empty + 8 * st, (t / STAGES - 1) & 1);
+      const int h = step_head(t), q0 = step_q0(t);
+      const i64 head = (i64)b * T * H + h;
+      fw_part_load_tile<BQ, 128>(base + WQ_SQ + st * TILE_Q, q + head * D, qstride, q0, T, pi);
+      fw_part_load_tile<BQ, 128>(base + WQ_SDO(BQ) + st * TILE_Q, dout + head * D, qstride, q0, T, pi);
+      // Rows past T read lse = delta = 0: their q and dout rows are zero, so p = 1 adds nothing to dv and
+      // ds = 0.
+      for (int r = pi; r < 2 * BQ; r += 128) {
+        const int row = r < BQ ? r : r - BQ;
+        const bool inside = q0 + row < T;
+        const float* src = (r < BQ ? lse : delta) + ((i64)b * H + h) * T + (inside ? q0 + row : 0);
+        wd_cp4(base + WQ_STATS(BQ) + 4u * (st * 2 * BQ + r), src, inside ? 4 : 0);
+      }
+      fw_mbar_arrive_cp(full + 8 * st);
+    }
+    fa_cp_wait<0>();
+    return;
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(WQ_CONSUMER_REGS));
+
+  // ds^T buffer of step parity p, and where warpgroup half h's queries start in it.
+  auto ds_buf = [&](int p) { return base + WQ_SDS(BQ) + WQ_DS_BUF(BQ) * p; };
+  auto ds_half = [&](int h) { return PACKED ? 64u * h : (u32)WQ_TILE_K * h; };
+  // dq^T [64 dims x NQ queries (wg NQ..)] of step `it` = k^T ds^T over the 128 keys.
+  auto issue_dq = [&](float* acc, int it) {
+    const u32 sds = ds_buf(it & 1) + ds_half(wg);
+    wq_mma<NQ, 1, 1, 1>(acc, wg_desc(sk, WB_LBO_MN, WB_SBO_MN), wg_desc(sds, WB_LBO_MN, WB_SBO_MN));
+#pragma unroll
+    for (int kc = 1; kc < WQ_KEYS / 16; kc++) {
+      wq_mma<NQ, 1, 1, 0>(acc, wg_desc(sk + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
+                          wg_desc(sds + 2048u * kc, WB_LBO_MN, WB_SBO_MN));
+    }
+  };
+  // acc[4j + 2half + e]: dim 16wi + g + 8half, query wg NQ + 8j + 2c + e. Lanes g, g ^ 1 swap one value
+  // each: the even-g lane adds dims g, g + 1 of query 2c, the odd-g lane those of query 2c + 1.
+  auto reduce_dq = [&](const float* acc, int it) {
+    const bool odd = (g & 1) != 0;
+    const i64 head = (i64)b * T * H + step_head(it);
+    const int q0 = step_q0(it) + NQ * wg, dim = 16 * wi + (g & ~1);
+#pragma unroll
+    for (int j = 0; j < NQ / 8; j++) {
+#pragma unroll
+      for (int half = 0; half < 2; half++) {
+        const float mine0 = acc[4 * j + 2 * half], mine1 = acc[4 * j + 2 * half + 1];
+        const float other = __shfl_xor_sync(0xffffffffu, odd ? mine0 : mine1, 4);
+        const int qrow = q0 + 8 * j + 2 * c + (odd ? 1 : 0);
+        if (qrow < T) {
+          float* dst = dq_acc + (head + (i64)qrow * H) * D + dim + 8 * half;
+          if (odd) wd_red2(dst, other, mine1);
+          else wd_red2(dst, mine0, other);
+        }
+      }
+    }
+  };
+
+  float dka[32], dva[32], acc[NQ / 2];
+#pragma unroll
+  for (int i = 0; i < 32; i++) dka[i] = dva[i] = 0.f;
+  const int krow = 64 * wg + 16 * wi + g; // this thread's key rows in the block: krow, krow + 8
+  const u32 skw = sk + 8192u * wg, svw = sv + 8192u * wg;
+
+  for (int it = 0; it < steps; it++) {
+    const int stage = it % STAGES, q0 = step_q0(it);
+    const u32 sq = base + WQ_SQ + stage * TILE_Q, sdo = base + WQ_SDO(BQ) + stage * TILE_Q;
+    const float* lrow = stats + stage * 2 * BQ;
+    const float* drow = lrow + BQ;
+    fw_mbar_wait(full + 8 * stage, (it / STAGES) & 1);
+    wg_fence_shared();
+    if (!LATE && it > 0) fw_mbar_wait(ready + 8 * ((it - 1) & 1), ((it - 1) >> 1) & 1);
+    // ds^T of step it goes to buffer it & 1 once both warpgroups are done with dq^T of step it - 2 (LATE =
+    // 0: waited here, as a spin loop while dq^T is in flight makes ptxas serialize the wgmmas).
+    if (!LATE && it >= 2) fw_mbar_wait(freed + 8 * (it & 1), ((it >> 1) - 1) & 1);
+
+    // 1. s^T and dp^T for this warpgroup's 64 keys x BQ queries (LATE = 0: dq^T of step it - 1 behind).
+    float st[BQ / 2], dpt[BQ / 2];
+    wg_fence();
+    wq_mma<BQ, 0, 0, 1>(st, wg_desc(skw, WB_LBO_K, WB_SBO_K), wg_desc(sq, WB_LBO_K, WB_SBO_K));
+    wq_mma<BQ, 0, 0, 1>(dpt, wg_desc(svw, WB_LBO_K, WB_SBO_K), wg_desc(sdo, WB_LBO_K, WB_SBO_K));
+#pragma unroll
+    for (int kk = 1; kk < D / 16; kk++) {
+      wq_mma<BQ, 0, 0, 0>(st, wg_desc(skw + 32u * kk, WB_LBO_K, WB_SBO_K), wg_desc(sq + 32u * kk, WB_LBO_K, WB_SBO_K));
+      wq_mma<BQ, 0, 0, 0>(dpt, wg_desc(svw + 32u * kk, WB_LBO_K, WB_SBO_K), wg_desc(sdo + 32u * kk, WB_LBO_K, WB_SBO_K));
+    }
+    wg_commit();
+    if (!LATE) {
+      if (it > 0) issue_dq(acc, it - 1);
+      wg_commit();
+      wg_wait<1>();
+    } else {
+      wg_wait<0>();
+    }
+    wg_fence_operands<BQ / 2>(st);
+    wg_fence_operands<BQ / 2>(dpt);
+
+    // 2. p^T = exp(s - lse) (0 above the diagonal), ds^T = p^T (dp^T - delta) as A fragments (tile j:
+    //    queries 8j..; pa[2j + half]: key krow + 8 half); ds^T also to buffer it & 1.
+    if (LATE && it >= 2) fw_mbar_wait(freed + 8 * (it & 1), ((it >> 1) - 1) & 1);
+    const bool diagonal = q0 < k0 + WQ_KEYS;
+    const u32 sds = ds_buf(it & 1);
+    u32 pa[BQ / 4], da[BQ / 4];
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+#pragma unroll
+      for (int half = 0; half < 2; half++) {
+        const int key = k0 + krow + 8 * half, col = 8 * j + 2 * c;
+        float p0 = fa_exp2(st[4 * j + 2 * half] * scale_log2 - lrow[col] * FA_LOG2E);
+        float p1 = fa_exp2(st[4 * j + 2 * half + 1] * scale_log2 - lrow[col + 1] * FA_LOG2E);
+        if (diagonal) {
+          if (key > q0 + col) p0 = 0.f;
+          if (key > q0 + col + 1) p1 = 0.f;
+        }
+        const float d0 = p0 * (dpt[4 * j + 2 * half] - drow[col]);
+        const float d1 = p1 * (dpt[4 * j + 2 * half + 1] - drow[col + 1]);
+        pa[2 * j + half] = fa_pack(p0, p1);
+        da[2 * j + half] = fa_pack(d0, d1);
+        const int h = PACKED ? 0 : (8 * j) / NQ; // warpgroup half of these queries
+        const u32 at = PACKED ? wg_swizzle128(krow + 8 * half, col)
+                              : h * WQ_TILE_K + wg_swizzle128(krow + 8 * half, col - h * NQ);
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sds + at), "r"(da[2 * j + half]));
+      }
+    }
+    wg_fence_shared();
+    fw_mbar_arrive(ready + 8 * (it & 1));
+
+    // 3. dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries 16kq..): tiles 2kq, 2kq + 1
+    //    (LATE = 1: dq^T of step it - 1 behind them, once both warpgroups' ds^T of it - 1 are stored).
+    if (LATE && it > 0) fw_mbar_wait(ready + 8 * ((it - 1) & 1), ((it - 1) >> 1) & 1);
+    wg_fence();
+#pragma unroll
+    for (int kq = 0; kq < BQ / 16; kq++) {
+      const u32 fp[4] = {pa[4 * kq], pa[4 * kq + 1], pa[4 * kq + 2], pa[4 * kq + 3]};
+      const u32 fd[4] = {da[4 * kq], da[4 * kq + 1], da[4 * kq + 2], da[4 * kq + 3]};
+      wg_mma_m64n64k16_rega<1>(dva, fp, wg_desc(sdo + 2048u * kq, WB_LBO_MN, WB_SBO_MN));
+      wg_mma_m64n64k16_rega<1>(dka, fd, wg_desc(sq + 2048u * kq, WB_LBO_MN, WB_SBO_MN));
+    }
+    wg_commit();
+    if (LATE) {
+      if (it > 0) {
+        issue_dq(acc, it - 1);
+        wg_commit();
+        wg_wait<0>();
+        fw_mbar_arrive(empty + 8 * stage);
+        wg_fence_operands<NQ / 2>(acc);
+        fw_mbar_arrive(freed + 8 * ((it - 1) & 1));
+        reduce_dq(acc, it - 1);
+      } else {
+        wg_wait<0>();
+        fw_mbar_arrive(empty + 8 * stage);
+      }
+    } else {
+      // 4. dq^T of step it - 1 into dq_acc while dv / dk run.
+      if (it > 0) {
+        wg_wait<1>();
+        wg_fence_operands<NQ / 2>(acc);
+        fw_mbar_arrive(freed + 8 * ((it - 1) & 1));
+        reduce_dq(acc, it - 1);
+      }
+      // dv / dk done: they are the last readers of this stage.
+      wg_wait<0>();
+      fw_mbar_arrive(empty + 8 * stage);
+    }
+  }
+  // dq^T of the last step.
+  fw_mbar_wait(ready + 8 * ((steps - 1) & 1), ((steps - 1) >> 1) & 1);
+  wg_fence();
+  issue_dq(acc, steps - 1);
+  wg_commit();
+  wg_wait<0>();
+  wg_fence_operands<NQ / 2>(acc);
+  wg_fence_operands<32>(dka);
+  wg_fence_operands<32>(dva);
+  reduce_dq(acc, steps - 1);
+
+  wb_store_dkdv<D>(dk, dv, dv_keys, dka, dva, {b, T, HK, hk, HV, hv, k0 + krow, c}, scale);
+}
+
+#define WQ_KERNEL(NAME, BQ, LATE)                                                                          \
+  extern "C" __global__ void __launch_bounds__(WQ_THREADS, 1) NAME(                                        \
+      float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k, const bf16* v,      \
+      const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, int HV, float scale_log2, \
+      float scale) {                                                                                       \
+    wq_bwd<BQ, LATE>(dq_acc, dk, dv, dv_keys, q, k, v, dout, lse, delta, T, H, HK, HV, scale_log2, scale);  \
+  }
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws, 64, 0)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_late, 64, 1)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_q96, 96, 0)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_q96_late, 96, 1)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_q128_late, 128, 1)
+
+#endif
