@@ -35,6 +35,8 @@ const variant = (suffix: string, bq: number): Kernel => ({
 const VARIANTS: Kernel[] = [
   variant("", 64),
   variant("_late", 64),
+  variant("_dq4", 64),
+  variant("_late_dq4", 64),
   variant("_q96", 96),
   variant("_q96_late", 96),
   variant("_q128_late", 128),

@@ -18,6 +18,8 @@
 // serves every second step, and a thread arrives for step s + 2 only after waiting the other mbarrier's
 // phase of step s, so no phase is skipped. The warpgroups may drift apart by about a step, so one's
 // exponentials overlap the other's products.
+// DQT = 0 (64 queries per step only): dq = ds k [64 queries x 32 dims per warpgroup] as wgmma.cu, added with
+// 16-byte reductions (half as many as the 8-byte ones of dq^T).
 // LATE = 0: dq^T of step s - 1 is queued behind s^T / dp^T of step s (as wgmma.cu) and reduced while dv /
 // dk run; LATE = 1: it is queued behind dv / dk of step s and reduced after them (more slack for the
 // other warpgroup's ds^T, no dq^T accumulator live during the exponentials).
@@ -88,13 +90,14 @@ __device__ __forceinline__ void wq_mma(float* d, u64 da, u64 db) {
 
 extern __shared__ u32x4 wq_shared[];
 
-template <int BQ, int LATE>
+template <int BQ, int LATE, int DQT>
 __device__ __forceinline__ void wq_bwd(float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q,
                                        const bf16* k, const bf16* v, const bf16* dout, const float* lse,
                                        const float* delta, int T, int H, int HK, int HV, float scale_log2,
                                        float scale) {
   constexpr int D = 64, NQ = BQ / 2, NT = BQ / 8, TILE_Q = WQ_TILE_Q(BQ), STAGES = WQ_STAGES;
   constexpr bool PACKED = BQ == 64; // both warpgroups' ds^T halves in one tile
+  static_assert(DQT || PACKED, "dq = ds k needs the queries of both warpgroups in one tile");
   const u32 base = (fa_smem(wq_shared) + 1023u) & ~1023u;
   const u32 sk = base, sv = base + WQ_TILE_K, bars = base + WQ_BARS(BQ);
   const u32 full = bars, empty = bars + 8 * STAGES, ready = bars + 16 * STAGES, freed = ready + 16;
@@ -150,8 +153,19 @@ __device__ __forceinline__ void wq_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   // ds^T buffer of step parity p, and where warpgroup half h's queries start in it.
   auto ds_buf = [&](int p) { return base + WQ_SDS(BQ) + WQ_DS_BUF(BQ) * p; };
   auto ds_half = [&](int h) { return PACKED ? 64u * h : (u32)WQ_TILE_K * h; };
-  // dq^T [64 dims x NQ queries (wg NQ..)] of step `it` = k^T ds^T over the 128 keys.
+  // dq^T [64 dims x NQ queries (wg NQ..)] of step `it` = k^T ds^T over the 128 keys; DQT = 0 (BQ 64):
+  // dq [64 queries x dims 32wg..] = ds k instead, as wgmma.cu.
   auto issue_dq = [&](float* acc, int it) {
+    if constexpr (!DQT) {
+      const u32 sds = ds_buf(it & 1), skd = sk + 64u * wg;
+      wg_mma_m64n32k16<1, 1, 1>(acc, wg_desc(sds, WB_LBO_MN, WB_SBO_MN), wg_desc(skd, WB_LBO_MN, WB_SBO_MN));
+#pragma unroll
+      for (int kc = 1; kc < WQ_KEYS / 16; kc++) {
+        wg_mma_m64n32k16<1, 1>(acc, wg_desc(sds + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
+                               wg_desc(skd + 2048u * kc, WB_LBO_MN, WB_SBO_MN));
+      }
+      return;
+    }
     const u32 sds = ds_buf(it & 1) + ds_half(wg);
     wq_mma<NQ, 1, 1, 1>(acc, wg_desc(sk, WB_LBO_MN, WB_SBO_MN), wg_desc(sds, WB_LBO_MN, WB_SBO_MN));
 #pragma unroll
@@ -163,6 +177,21 @@ __device__ __forceinline__ void wq_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   // acc[4j + 2half + e]: dim 16wi + g + 8half, query wg NQ + 8j + 2c + e. Lanes g, g ^ 1 swap one value
   // each: the even-g lane adds dims g, g + 1 of query 2c, the odd-g lane those of query 2c + 1.
   auto reduce_dq = [&](const float* acc, int it) {
+    if constexpr (!DQT) { // acc[4j..]: queries 16wi + g (+8), dims 32wg + 8j + 2c (+1); 16-byte reductions
+      const bool even = (c & 1) == 0;
+      const int qrow = step_q0(it) + 16 * wi + g + (even ? 0 : 8);
+      float* dst = dq_acc + ((i64)b * T * H + (i64)qrow * H + step_head(it)) * D + 32 * wg + 2 * (c & ~1);
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        const float s0 = __shfl_xor_sync(0xffffffffu, even ? acc[4 * j + 2] : acc[4 * j], 1);
+        const float s1 = __shfl_xor_sync(0xffffffffu, even ? acc[4 * j + 3] : acc[4 * j + 1], 1);
+        if (qrow < T) {
+          if (even) fa_red4(dst + 8 * j, acc[4 * j], acc[4 * j + 1], s0, s1);
+          else fa_red4(dst + 8 * j, s0, s1, acc[4 * j + 2], acc[4 * j + 3]);
+        }
+      }
+      return;
+    }
     const bool odd = (g & 1) != 0;
     const i64 head = (i64)b * T * H + step_head(it);
     const int q0 = step_q0(it) + NQ * wg, dim = 16 * wi + (g & ~1);
@@ -303,17 +332,19 @@ __device__ __forceinline__ void wq_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   wb_store_dkdv<D>(dk, dv, dv_keys, dka, dva, {b, T, HK, hk, HV, hv, k0 + krow, c}, scale);
 }
 
-#define WQ_KERNEL(NAME, BQ, LATE)                                                                          \
+#define WQ_KERNEL(NAME, BQ, LATE, DQT)                                                                        \
   extern "C" __global__ void __launch_bounds__(WQ_THREADS, 1) NAME(                                        \
       float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k, const bf16* v,      \
       const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, int HV, float scale_log2, \
       float scale) {                                                                                       \
-    wq_bwd<BQ, LATE>(dq_acc, dk, dv, dv_keys, q, k, v, dout, lse, delta, T, H, HK, HV, scale_log2, scale);  \
+    wq_bwd<BQ, LATE, DQT>(dq_acc, dk, dv, dv_keys, q, k, v, dout, lse, delta, T, H, HK, HV, scale_log2, scale);  \
   }
-WQ_KERNEL(flash_attention_bwd_wg_d64_ws, 64, 0)
-WQ_KERNEL(flash_attention_bwd_wg_d64_ws_late, 64, 1)
-WQ_KERNEL(flash_attention_bwd_wg_d64_ws_q96, 96, 0)
-WQ_KERNEL(flash_attention_bwd_wg_d64_ws_q96_late, 96, 1)
-WQ_KERNEL(flash_attention_bwd_wg_d64_ws_q128_late, 128, 1)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws, 64, 0, 1)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_late, 64, 1, 1)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_dq4, 64, 0, 0)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_late_dq4, 64, 1, 0)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_q96, 96, 0, 1)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_q96_late, 96, 1, 1)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_q128_late, 128, 1, 1)
 
 #endif
