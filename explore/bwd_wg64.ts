@@ -23,20 +23,22 @@ const CURRENT: Kernel = {
   threads: 256,
   sharedBytes: 4 * 16384 + 4 * 8192 + 4 * 64 * 4 + 1024, // WB_SHARED_BYTES
 };
-/** WQ_SHARED_BYTES(bq): k, v; 3 stages of q, dout [bq][64] bf16 and lse, delta [2][bq] f32; ds^T [2]
- * (one [128][64] tile per step at bq 64, else two); 10 mbarriers; 1024 to align. */
-const variant = (suffix: string, bq: number): Kernel => ({
+/** WQ_SHARED_BYTES(bq, stages): k, v; per stage q, dout [bq][64] bf16 and lse, delta [2][bq] f32; ds^T
+ * [2] (one [128][64] tile per step at bq 64, else two); 2 stages + 4 mbarriers; 1024 to align. */
+const variant = (suffix: string, bq: number, stages = 3): Kernel => ({
   name: `flash_attention_bwd_wg_d64_ws${suffix}`,
   rows: 128,
   threads: 384,
-  sharedBytes: 2 * 16384 + 3 * 2 * bq * 128 + 2 * (bq === 64 ? 16384 : 32768) + 3 * 2 * bq * 4 + 8 * 10 +
-    1024,
+  sharedBytes: 2 * 16384 + stages * 2 * bq * 128 + 2 * (bq === 64 ? 16384 : 32768) + stages * 2 * bq * 4 +
+    8 * (2 * stages + 4) + 1024,
 });
 const VARIANTS: Kernel[] = [
   variant("", 64),
   variant("_late", 64),
   variant("_dq4", 64),
   variant("_late_dq4", 64),
+  variant("_ip", 64, 4),
+  variant("_ip_dq4", 64, 4),
   variant("_q96", 96),
   variant("_q96_late", 96),
   variant("_q128_late", 128),

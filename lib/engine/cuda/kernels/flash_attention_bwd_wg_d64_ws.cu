@@ -2,7 +2,7 @@
 // flash_attention_bwd_wg_d64 (wgmma.cu) with the same contract and grid (K, B, ceil(T / 128)).
 // One block = 128 keys of one key head: two consumer warpgroups (warpgroup w: keys 64w..64w+63) and a
 // producer warpgroup that copies k, v once and q, dout, lse, delta of every query step (BQ queries) into
-// WQ_STAGES shared-memory stages with cp.async, signalling full / empty mbarriers (as the forward,
+// S shared-memory stages (3; 4 for WQ_IP) with cp.async, signalling full / empty mbarriers (as the forward,
 // flash_attention_fwd_wg.cu, whose fw_mbar_* helpers this uses); setmaxnreg 40 / 232 (2 x 128 x 232 +
 // 128 x 40 = 384 x 168, the registers the block starts with; the producer spills at 24, the consumers
 // fit in 224 at every BQ). Per step, per consumer warpgroup:
@@ -20,31 +20,33 @@
 // exponentials overlap the other's products.
 // DQT = 0 (64 queries per step only): dq = ds k [64 queries x 32 dims per warpgroup] as wgmma.cu, added with
 // 16-byte reductions (half as many as the 8-byte ones of dq^T).
-// LATE = 0: dq^T of step s - 1 is queued behind s^T / dp^T of step s (as wgmma.cu) and reduced while dv /
-// dk run; LATE = 1: it is queued behind dv / dk of step s and reduced after them (more slack for the
-// other warpgroup's ds^T, no dq^T accumulator live during the exponentials).
+// MODE, where dq^T of step s - 1 is queued: WQ_EARLY behind s^T / dp^T of step s (as wgmma.cu), reduced
+// while dv / dk run; WQ_LATE behind dv / dk of step s, reduced after them (more slack for the other
+// warpgroup's ds^T, no dq^T accumulator live during the exponentials); WQ_IP (64 queries per step) dv /
+// dk of step s - 1 and dq^T of step s - 1 both behind s^T / dp^T of step s, so they run during step s's
+// exponentials (FlashAttention-3's intra-warpgroup overlap; a step's stage is released one step later,
+// hence 4 stages).
 // Never run on a GPU yet: explore/bwd_wg64.ts times the variants against flash_attention_bwd_wg_d64.
-// Shared memory (byte offsets from the 1024-aligned base): k, v [128][64]; q, dout [WQ_STAGES][BQ][64];
+// Shared memory (byte offsets from the 1024-aligned base): k, v [128][64]; q, dout [S][BQ][64];
 // ds^T [2 step parities]: at BQ 64 one [128 keys][64 queries] tile (warpgroup w's queries at column 32w),
-// else two [128][64] tiles (one per warpgroup's BQ / 2 queries, from column 0); lse, delta [WQ_STAGES]
-// [2][BQ] f32; mbarriers full, empty [WQ_STAGES], ready, free [2].
+// else two [128][64] tiles (one per warpgroup's BQ / 2 queries, from column 0); lse, delta [S][2][BQ]
+// f32; mbarriers full, empty [S], ready, free [2].
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 #define WQ_THREADS 384
 #define WQ_KEYS 128
-#define WQ_STAGES 3
 #define WQ_TILE_K 16384 /* [128][64] bf16 */
 #define WQ_PRODUCER_REGS 40
 #define WQ_CONSUMER_REGS 232
 #define WQ_TILE_Q(BQ) ((BQ) * 128)
 #define WQ_SQ (2 * WQ_TILE_K)
-#define WQ_SDO(BQ) (WQ_SQ + WQ_STAGES * WQ_TILE_Q(BQ))
-#define WQ_SDS(BQ) (WQ_SDO(BQ) + WQ_STAGES * WQ_TILE_Q(BQ))
+#define WQ_SDO(BQ, S) (WQ_SQ + (S) * WQ_TILE_Q(BQ))
+#define WQ_SDS(BQ, S) (WQ_SDO(BQ, S) + (S) * WQ_TILE_Q(BQ))
 #define WQ_DS_BUF(BQ) ((BQ) == 64 ? WQ_TILE_K : 2 * WQ_TILE_K)
-#define WQ_STATS(BQ) (WQ_SDS(BQ) + 2 * WQ_DS_BUF(BQ))
-#define WQ_BARS(BQ) (WQ_STATS(BQ) + WQ_STAGES * 2 * (BQ) * 4)
-/** Dynamic shared memory: 117328 bytes at BQ 64, 175440 at 96, 200784 at 128. */
-#define WQ_SHARED_BYTES(BQ) (WQ_BARS(BQ) + 8 * (2 * WQ_STAGES + 4) + 1024)
+#define WQ_STATS(BQ, S) (WQ_SDS(BQ, S) + 2 * WQ_DS_BUF(BQ))
+#define WQ_BARS(BQ, S) (WQ_STATS(BQ, S) + (S) * 2 * (BQ) * 4)
+/** Dynamic shared memory: S 3: 117328 bytes at BQ 64, 175440 at 96, 200784 at 128; S 4, BQ 64: 134240. */
+#define WQ_SHARED_BYTES(BQ, S) (WQ_BARS(BQ, S) + 8 * (2 * (S) + 4) + 1024)
 
 #define WQ_OPS48 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47}"
 
@@ -90,19 +92,26 @@ __device__ __forceinline__ void wq_mma(float* d, u64 da, u64 db) {
 
 extern __shared__ u32x4 wq_shared[];
 
-template <int BQ, int LATE, int DQT>
+/** Where dq^T of step s - 1 is queued (see the top of the file). */
+#define WQ_EARLY 0
+#define WQ_LATE 1
+#define WQ_IP 2
+
+template <int BQ, int MODE, int DQT>
 __device__ __forceinline__ void wq_bwd(float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q,
                                        const bf16* k, const bf16* v, const bf16* dout, const float* lse,
                                        const float* delta, int T, int H, int HK, int HV, float scale_log2,
                                        float scale) {
-  constexpr int D = 64, NQ = BQ / 2, NT = BQ / 8, TILE_Q = WQ_TILE_Q(BQ), STAGES = WQ_STAGES;
+  constexpr int D = 64, NQ = BQ / 2, NT = BQ / 8, TILE_Q = WQ_TILE_Q(BQ);
+  constexpr int STAGES = MODE == WQ_IP ? 4 : 3;
   constexpr bool PACKED = BQ == 64; // both warpgroups' ds^T halves in one tile
   static_assert(DQT || PACKED, "dq = ds k needs the queries of both warpgroups in one tile");
+  static_assert(MODE != WQ_IP || BQ == 64, "two steps' fragments fit the registers at 64 queries only");
   const u32 base = (fa_smem(wq_shared) + 1023u) & ~1023u;
-  const u32 sk = base, sv = base + WQ_TILE_K, bars = base + WQ_BARS(BQ);
+  const u32 sk = base, sv = base + WQ_TILE_K, bars = base + WQ_BARS(BQ, STAGES);
   const u32 full = bars, empty = bars + 8 * STAGES, ready = bars + 16 * STAGES, freed = ready + 16;
   float* stats = reinterpret_cast<float*>(reinterpret_cast<char*>(wq_shared) + (base - fa_smem(wq_shared)) +
-                                          WQ_STATS(BQ));
+                                          WQ_STATS(BQ, STAGES));
   const int hk = blockIdx.x, b = blockIdx.y, k0 = blockIdx.z * WQ_KEYS;
   const int group = H / HK, hv = hk / (HK / HV);
   const int wg = __shfl_sync(0xffffffffu, threadIdx.x >> 7, 0); // warp-uniform to the compiler
@@ -134,14 +143,14 @@ __device__ __forceinline__ void wq_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
       const int h = step_head(t), q0 = step_q0(t);
       const i64 head = (i64)b * T * H + h;
       fw_part_load_tile<BQ, 128>(base + WQ_SQ + st * TILE_Q, q + head * D, qstride, q0, T, pi);
-      fw_part_load_tile<BQ, 128>(base + WQ_SDO(BQ) + st * TILE_Q, dout + head * D, qstride, q0, T, pi);
+      fw_part_load_tile<BQ, 128>(base + WQ_SDO(BQ, STAGES) + st * TILE_Q, dout + head * D, qstride, q0, T, pi);
       // Rows past T read lse = delta = 0: their q and dout rows are zero, so p = 1 adds nothing to dv and
       // ds = 0.
       for (int r = pi; r < 2 * BQ; r += 128) {
         const int row = r < BQ ? r : r - BQ;
         const bool inside = q0 + row < T;
         const float* src = (r < BQ ? lse : delta) + ((i64)b * H + h) * T + (inside ? q0 + row : 0);
-        wd_cp4(base + WQ_STATS(BQ) + 4u * (st * 2 * BQ + r), src, inside ? 4 : 0);
+        wd_cp4(base + WQ_STATS(BQ, STAGES) + 4u * (st * 2 * BQ + r), src, inside ? 4 : 0);
       }
       fw_mbar_arrive_cp(full + 8 * st);
     }
@@ -151,7 +160,7 @@ __device__ __forceinline__ void wq_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(WQ_CONSUMER_REGS));
 
   // ds^T buffer of step parity p, and where warpgroup half h's queries start in it.
-  auto ds_buf = [&](int p) { return base + WQ_SDS(BQ) + WQ_DS_BUF(BQ) * p; };
+  auto ds_buf = [&](int p) { return base + WQ_SDS(BQ, STAGES) + WQ_DS_BUF(BQ) * p; };
   auto ds_half = [&](int h) { return PACKED ? 64u * h : (u32)WQ_TILE_K * h; };
   // dq^T [64 dims x NQ queries (wg NQ..)] of step `it` = k^T ds^T over the 128 keys; DQT = 0 (BQ 64):
   // dq [64 queries x dims 32wg..] = ds k instead, as wgmma.cu.
@@ -216,22 +225,17 @@ __device__ __forceinline__ void wq_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   for (int i = 0; i < 32; i++) dka[i] = dva[i] = 0.f;
   const int krow = 64 * wg + 16 * wi + g; // this thread's key rows in the block: krow, krow + 8
   const u32 skw = sk + 8192u * wg, svw = sv + 8192u * wg;
-
-  for (int it = 0; it < steps; it++) {
-    const int stage = it % STAGES, q0 = step_q0(it);
-    const u32 sq = base + WQ_SQ + stage * TILE_Q, sdo = base + WQ_SDO(BQ) + stage * TILE_Q;
-    const float* lrow = stats + stage * 2 * BQ;
-    const float* drow = lrow + BQ;
-    fw_mbar_wait(full + 8 * stage, (it / STAGES) & 1);
+  auto stage_q = [&](int stage) { return base + WQ_SQ + stage * TILE_Q; };
+  auto stage_dout = [&](int stage) { return base + WQ_SDO(BQ, STAGES) + stage * TILE_Q; };
+  auto wait_full = [&](int it) {
+    fw_mbar_wait(full + 8 * (it % STAGES), (it / STAGES) & 1);
     wg_fence_shared();
-    if (!LATE && it > 0) fw_mbar_wait(ready + 8 * ((it - 1) & 1), ((it - 1) >> 1) & 1);
-    // ds^T of step it goes to buffer it & 1 once both warpgroups are done with dq^T of step it - 2 (LATE =
-    // 0: waited here, as a spin loop while dq^T is in flight makes ptxas serialize the wgmmas).
-    if (!LATE && it >= 2) fw_mbar_wait(freed + 8 * (it & 1), ((it >> 1) - 1) & 1);
-
-    // 1. s^T and dp^T for this warpgroup's 64 keys x BQ queries (LATE = 0: dq^T of step it - 1 behind).
-    float st[BQ / 2], dpt[BQ / 2];
-    wg_fence();
+  };
+  // Both warpgroups' ds^T of step it stored / their dq^T of step it done (buffer it & 1 free again).
+  auto wait_ready = [&](int it) { fw_mbar_wait(ready + 8 * (it & 1), (it >> 1) & 1); };
+  auto wait_freed = [&](int it) { fw_mbar_wait(freed + 8 * (it & 1), (it >> 1) & 1); };
+  // 1. s^T and dp^T for this warpgroup's 64 keys x BQ queries of the stage's tiles.
+  auto issue_sdp = [&](float* st, float* dpt, u32 sq, u32 sdo) {
     wq_mma<BQ, 0, 0, 1>(st, wg_desc(skw, WB_LBO_K, WB_SBO_K), wg_desc(sq, WB_LBO_K, WB_SBO_K));
     wq_mma<BQ, 0, 0, 1>(dpt, wg_desc(svw, WB_LBO_K, WB_SBO_K), wg_desc(sdo, WB_LBO_K, WB_SBO_K));
 #pragma unroll
@@ -239,23 +243,16 @@ __device__ __forceinline__ void wq_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
       wq_mma<BQ, 0, 0, 0>(st, wg_desc(skw + 32u * kk, WB_LBO_K, WB_SBO_K), wg_desc(sq + 32u * kk, WB_LBO_K, WB_SBO_K));
       wq_mma<BQ, 0, 0, 0>(dpt, wg_desc(svw + 32u * kk, WB_LBO_K, WB_SBO_K), wg_desc(sdo + 32u * kk, WB_LBO_K, WB_SBO_K));
     }
-    wg_commit();
-    if (!LATE) {
-      if (it > 0) issue_dq(acc, it - 1);
-      wg_commit();
-      wg_wait<1>();
-    } else {
-      wg_wait<0>();
-    }
-    wg_fence_operands<BQ / 2>(st);
-    wg_fence_operands<BQ / 2>(dpt);
-
-    // 2. p^T = exp(s - lse) (0 above the diagonal), ds^T = p^T (dp^T - delta) as A fragments (tile j:
-    //    queries 8j..; pa[2j + half]: key krow + 8 half); ds^T also to buffer it & 1.
-    if (LATE && it >= 2) fw_mbar_wait(freed + 8 * (it & 1), ((it >> 1) - 1) & 1);
+  };
+  // 2. p^T = exp(s - lse) (0 above the diagonal), ds^T = p^T (dp^T - delta) of step it as A fragments
+  //    (tile j: queries 8j..; pa[2j + half]: key krow + 8 half); ds^T also to buffer it & 1, then
+  //    announced on ready.
+  auto p_ds = [&](u32* pa, u32* da, const float* st, const float* dpt, int it) {
+    const int q0 = step_q0(it);
+    const float* lrow = stats + (it % STAGES) * 2 * BQ;
+    const float* drow = lrow + BQ;
     const bool diagonal = q0 < k0 + WQ_KEYS;
     const u32 sds = ds_buf(it & 1);
-    u32 pa[BQ / 4], da[BQ / 4];
 #pragma unroll
     for (int j = 0; j < NT; j++) {
 #pragma unroll
@@ -279,11 +276,9 @@ __device__ __forceinline__ void wq_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
     }
     wg_fence_shared();
     fw_mbar_arrive(ready + 8 * (it & 1));
-
-    // 3. dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries 16kq..): tiles 2kq, 2kq + 1
-    //    (LATE = 1: dq^T of step it - 1 behind them, once both warpgroups' ds^T of it - 1 are stored).
-    if (LATE && it > 0) fw_mbar_wait(ready + 8 * ((it - 1) & 1), ((it - 1) >> 1) & 1);
-    wg_fence();
+  };
+  // 3. dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries 16kq..): tiles 2kq, 2kq + 1.
+  auto issue_dvdk = [&](const u32* pa, const u32* da, u32 sq, u32 sdo) {
 #pragma unroll
     for (int kq = 0; kq < BQ / 16; kq++) {
       const u32 fp[4] = {pa[4 * kq], pa[4 * kq + 1], pa[4 * kq + 2], pa[4 * kq + 3]};
@@ -291,38 +286,111 @@ __device__ __forceinline__ void wq_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
       wg_mma_m64n64k16_rega<1>(dva, fp, wg_desc(sdo + 2048u * kq, WB_LBO_MN, WB_SBO_MN));
       wg_mma_m64n64k16_rega<1>(dka, fd, wg_desc(sq + 2048u * kq, WB_LBO_MN, WB_SBO_MN));
     }
-    wg_commit();
-    if (LATE) {
+  };
+
+  if constexpr (MODE == WQ_IP) {
+    // dv / dk and dq^T of step it - 1 are queued behind s^T / dp^T of step it and run during its
+    // exponentials (FlashAttention-3's intra-warpgroup overlap); the fragments of step it - 1 wait in
+    // pp, dd, its stage is released one step later.
+    u32 pp[BQ / 4], dd[BQ / 4];
+    for (int it = 0; it < steps; it++) {
+      const int stage = it % STAGES, prev = (it + STAGES - 1) % STAGES;
+      wait_full(it);
+      if (it > 0) wait_ready(it - 1);
+      if (it >= 2) wait_freed(it - 2);
+      float st[BQ / 2], dpt[BQ / 2];
+      wg_fence();
+      issue_sdp(st, dpt, stage_q(stage), stage_dout(stage));
+      wg_commit();
       if (it > 0) {
+        issue_dvdk(pp, dd, stage_q(prev), stage_dout(prev));
         issue_dq(acc, it - 1);
-        wg_commit();
-        wg_wait<0>();
-        fw_mbar_arrive(empty + 8 * stage);
+      }
+      wg_commit();
+      wg_wait<1>();
+      wg_fence_operands<BQ / 2>(st);
+      wg_fence_operands<BQ / 2>(dpt);
+      u32 pa[BQ / 4], da[BQ / 4];
+      p_ds(pa, da, st, dpt, it);
+      wg_wait<0>();
+      wg_fence_operands<BQ / 4>(pp);
+      wg_fence_operands<BQ / 4>(dd);
+      if (it > 0) {
         wg_fence_operands<NQ / 2>(acc);
+        fw_mbar_arrive(empty + 8 * prev);
         fw_mbar_arrive(freed + 8 * ((it - 1) & 1));
         reduce_dq(acc, it - 1);
+      }
+#pragma unroll
+      for (int i = 0; i < BQ / 4; i++) pp[i] = pa[i], dd[i] = da[i];
+    }
+    // dv / dk and dq^T of the last step.
+    wait_ready(steps - 1);
+    wg_fence();
+    issue_dvdk(pp, dd, stage_q((steps - 1) % STAGES), stage_dout((steps - 1) % STAGES));
+    issue_dq(acc, steps - 1);
+    wg_commit();
+  } else {
+    for (int it = 0; it < steps; it++) {
+      const int stage = it % STAGES;
+      const u32 sq = stage_q(stage), sdo = stage_dout(stage);
+      wait_full(it);
+      if (MODE == WQ_EARLY && it > 0) wait_ready(it - 1);
+      // ds^T of step it goes to buffer it & 1 once both warpgroups are done with dq^T of step it - 2
+      // (WQ_EARLY: waited here, as a spin loop while dq^T is in flight makes ptxas serialize the wgmmas).
+      if (MODE == WQ_EARLY && it >= 2) wait_freed(it - 2);
+      float st[BQ / 2], dpt[BQ / 2];
+      wg_fence();
+      issue_sdp(st, dpt, sq, sdo);
+      wg_commit();
+      if (MODE == WQ_EARLY) { // dq^T of step it - 1 behind s^T / dp^T
+        if (it > 0) issue_dq(acc, it - 1);
+        wg_commit();
+        wg_wait<1>();
       } else {
         wg_wait<0>();
+      }
+      wg_fence_operands<BQ / 2>(st);
+      wg_fence_operands<BQ / 2>(dpt);
+      if (MODE == WQ_LATE && it >= 2) wait_freed(it - 2);
+      u32 pa[BQ / 4], da[BQ / 4];
+      p_ds(pa, da, st, dpt, it);
+      if (MODE == WQ_LATE && it > 0) wait_ready(it - 1);
+      wg_fence();
+      issue_dvdk(pa, da, sq, sdo);
+      wg_commit();
+      if (MODE == WQ_LATE) { // dq^T of step it - 1 behind dv / dk
+        if (it > 0) {
+          issue_dq(acc, it - 1);
+          wg_commit();
+          wg_wait<0>();
+          fw_mbar_arrive(empty + 8 * stage);
+          wg_fence_operands<NQ / 2>(acc);
+          fw_mbar_arrive(freed + 8 * ((it - 1) & 1));
+          reduce_dq(acc, it - 1);
+        } else {
+          wg_wait<0>();
+          fw_mbar_arrive(empty + 8 * stage);
+        }
+      } else {
+        // 4. dq^T of step it - 1 into dq_acc while dv / dk run.
+        if (it > 0) {
+          wg_wait<1>();
+          wg_fence_operands<NQ / 2>(acc);
+          fw_mbar_arrive(freed + 8 * ((it - 1) & 1));
+          reduce_dq(acc, it - 1);
+        }
+        // dv / dk done: they are the last readers of this stage.
+        wg_wait<0>();
         fw_mbar_arrive(empty + 8 * stage);
       }
-    } else {
-      // 4. dq^T of step it - 1 into dq_acc while dv / dk run.
-      if (it > 0) {
-        wg_wait<1>();
-        wg_fence_operands<NQ / 2>(acc);
-        fw_mbar_arrive(freed + 8 * ((it - 1) & 1));
-        reduce_dq(acc, it - 1);
-      }
-      // dv / dk done: they are the last readers of this stage.
-      wg_wait<0>();
-      fw_mbar_arrive(empty + 8 * stage);
     }
+    // dq^T of the last step.
+    wait_ready(steps - 1);
+    wg_fence();
+    issue_dq(acc, steps - 1);
+    wg_commit();
   }
-  // dq^T of the last step.
-  fw_mbar_wait(ready + 8 * ((steps - 1) & 1), ((steps - 1) >> 1) & 1);
-  wg_fence();
-  issue_dq(acc, steps - 1);
-  wg_commit();
   wg_wait<0>();
   wg_fence_operands<NQ / 2>(acc);
   wg_fence_operands<32>(dka);
@@ -332,19 +400,21 @@ __device__ __forceinline__ void wq_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   wb_store_dkdv<D>(dk, dv, dv_keys, dka, dva, {b, T, HK, hk, HV, hv, k0 + krow, c}, scale);
 }
 
-#define WQ_KERNEL(NAME, BQ, LATE, DQT)                                                                        \
+#define WQ_KERNEL(NAME, BQ, MODE, DQT)                                                                        \
   extern "C" __global__ void __launch_bounds__(WQ_THREADS, 1) NAME(                                        \
       float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k, const bf16* v,      \
       const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, int HV, float scale_log2, \
       float scale) {                                                                                       \
-    wq_bwd<BQ, LATE, DQT>(dq_acc, dk, dv, dv_keys, q, k, v, dout, lse, delta, T, H, HK, HV, scale_log2, scale);  \
+    wq_bwd<BQ, MODE, DQT>(dq_acc, dk, dv, dv_keys, q, k, v, dout, lse, delta, T, H, HK, HV, scale_log2, scale);  \
   }
-WQ_KERNEL(flash_attention_bwd_wg_d64_ws, 64, 0, 1)
-WQ_KERNEL(flash_attention_bwd_wg_d64_ws_late, 64, 1, 1)
-WQ_KERNEL(flash_attention_bwd_wg_d64_ws_dq4, 64, 0, 0)
-WQ_KERNEL(flash_attention_bwd_wg_d64_ws_late_dq4, 64, 1, 0)
-WQ_KERNEL(flash_attention_bwd_wg_d64_ws_q96, 96, 0, 1)
-WQ_KERNEL(flash_attention_bwd_wg_d64_ws_q96_late, 96, 1, 1)
-WQ_KERNEL(flash_attention_bwd_wg_d64_ws_q128_late, 128, 1, 1)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws, 64, WQ_EARLY, 1)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_late, 64, WQ_LATE, 1)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_dq4, 64, WQ_EARLY, 0)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_late_dq4, 64, WQ_LATE, 0)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_ip, 64, WQ_IP, 1)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_ip_dq4, 64, WQ_IP, 0)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_q96, 96, WQ_EARLY, 1)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_q96_late, 96, WQ_LATE, 1)
+WQ_KERNEL(flash_attention_bwd_wg_d64_ws_q128_late, 128, WQ_LATE, 1)
 
 #endif
