@@ -110,7 +110,6 @@ function timeMs(fn: () => void, reps: number): number {
 /** Inputs of one shape (forward run, delta computed), the gradient buffers, the reference gradients. */
 interface Case {
   label: string;
-  shape: number[];
   tensors: Tensor[];
   launch: (k: Kernel) => () => void;
   prepare: () => void;
@@ -176,7 +175,6 @@ function makeCase([b, t, h, hk, hv]: number[]): Case {
     Promise.all([dqAcc, dk, dvKeys ?? dv].map((x) => engine.download(x) as Promise<Float32Array>));
   return {
     label: `B${b} T${t} H${h} K${hk} V${hv}`,
-    shape: [b, t, h, hk, hv],
     tensors: [q, k, v, dout, out, lse, delta, dqAcc, dk, dv, ...(dvKeys ? [dvKeys] : [])],
     launch,
     prepare,
@@ -266,5 +264,9 @@ for (const kernel of VARIANTS) {
   }
   winner(); // after each pass: a hang in the next still leaves a winner line
 }
-cases.forEach((cs) => cs.tensors.forEach((x) => engine.free(x)));
-engine.dispose();
+try {
+  cases.forEach((cs) => cs.tensors.forEach((x) => engine.free(x)));
+  engine.dispose();
+} catch (e) {
+  write(`cleanup failed (after a kernel fault): ${(e as Error).message}\n`);
+}
