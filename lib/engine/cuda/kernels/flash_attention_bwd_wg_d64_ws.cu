@@ -336,9 +336,6 @@ __device__ __forceinline__ void wq_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
       const u32 sq = stage_q(stage), sdo = stage_dout(stage);
       wait_full(it);
       if (MODE == WQ_EARLY && it > 0) wait_ready(it - 1);
-      // ds^T of step it goes to buffer it & 1 once both warpgroups are done with dq^T of step it - 2
-      // (WQ_EARLY: waited here, as a spin loop while dq^T is in flight makes ptxas serialize the wgmmas).
-      if (MODE == WQ_EARLY && it >= 2) wait_freed(it - 2);
       float st[BQ / 2], dpt[BQ / 2];
       wg_fence();
       issue_sdp(st, dpt, sq, sdo);
@@ -352,7 +349,8 @@ __device__ __forceinline__ void wq_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
       }
       wg_fence_operands<BQ / 2>(st);
       wg_fence_operands<BQ / 2>(dpt);
-      if (MODE == WQ_LATE && it >= 2) wait_freed(it - 2);
+      // ds^T of step it goes to buffer it & 1 once both warpgroups are done with dq^T of step it - 2.
+      if (it >= 2) wait_freed(it - 2);
       u32 pa[BQ / 4], da[BQ / 4];
       p_ds(pa, da, st, dpt, it);
       if (MODE == WQ_LATE && it > 0) wait_ready(it - 1);
