@@ -165,13 +165,16 @@ const { C, F, H, K, D, V } = MODEL;
 /** Rows of the cross-entropy row-kernel benchmarks; the Llama-3 and Qwen2 vocabularies; a vocabulary
  * one block holds with overflow columns (past the 32768 held in registers, read from shared memory);
  * GPT-2's vocabulary (V % 4 != 0: padded rows; one block with 17492 overflow columns); a vocabulary
- * near one block's widest slice (57344 on sm_90). */
+ * near one block's widest slice (57344 on sm_90); Yi's (clusters of 2 with register-only slices) and
+ * Gemma's (clusters of 5). */
 const CE_ROWS = 2048;
 const LLAMA3_VOCAB = 128256;
 const QWEN2_VOCAB = 151936;
 const OVERFLOW_VOCAB = 40000;
 const GPT2_VOCAB = 50257;
 const WIDE_VOCAB = 56000;
+const YI_VOCAB = 64000;
+const GEMMA_VOCAB = 256000;
 /** Times one cross-entropy row kernel on [CE_ROWS, vocab] f32 logits -> bf16 dlogits, rows stored at
  * the engine's padded stride (crossEntropyStride; the padding holds random values, as the kernels must
  * ignore whatever is there) (bytes: the V logits of a row read once + its V dlogits written once). The
@@ -227,6 +230,8 @@ crossEntropyRows(GPT2_VOCAB);
 crossEntropyRows(GPT2_VOCAB, { cluster: 2 });
 crossEntropyRows(QWEN2_VOCAB, { cluster: 4 });
 crossEntropyRows(WIDE_VOCAB);
+crossEntropyRows(YI_VOCAB);
+crossEntropyRows(GEMMA_VOCAB);
 crossEntropyRows(LLAMA3_VOCAB, { twoPass: true });
 
 // ---- the fused lm head + cross-entropy op (3 GEMMs + the row kernel per chunk) -------------------

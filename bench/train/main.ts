@@ -1,13 +1,14 @@
 // bench/train: training throughput of the TinyLlama-1.1B shape (22 layers, C 2048, 32/4 heads, D 64,
-// F 5632, V 32000; random init, per-KV-head RoPE bases, bf16, activation checkpointing, batch 1) at
-// 4k..256k tokens on one GPU: tokens/s after warm-up, MFU against MFU_PEAK_FLOPS with model FLOPs
+// F 5632, V 32000; or --shape qwen2.5-1.5b: 28 layers, C 1536, 12/2 heads, D 128, F 8960, V 151936;
+// random init, per-KV-head RoPE bases, bf16, activation checkpointing, batch 1) at 4k..256k tokens on
+// one GPU: tokens/s after warm-up, MFU against MFU_PEAK_FLOPS with model FLOPs
 // 6*P*T + 6*L*T^2*C, peak device memory (the allocator's high-water mark, next to the memory estimate),
 // and the same for the PyTorch peer (peer.py, run by this script). Prints one table, writes JSON.
 // --granularity query rotates one key per query head (each with its group's base, so the model
 // computes the same function as at kv) to measure what that path costs; the peer is kv only.
 // Run: deno run --allow-all bench/train/main.ts [--side harpe|peer|both] [--lengths 4k,16k]
 //      [--granularity kv|query] [--steps N] [--warmup N] [--device cuda|cpu]
-//      [--shape tinyllama|tiny] [--out FILE]
+//      [--shape tinyllama|qwen2.5-1.5b|tiny] [--out FILE]
 
 import { parseConfig } from "../../lib/checkpoint/config.ts";
 import type { Granularity, ModelConfig } from "../../lib/checkpoint/model_config.ts";
@@ -36,7 +37,9 @@ const GRAD_CLIP = 1;
 const SEED = 1234;
 const GIB = 2 ** 30;
 
-/** The two shapes: the benchmark's, and a tiny one that proves the plumbing on the CPU engine. */
+/** The shapes: the benchmark's (head dim 64); Qwen2.5-1.5B's sizes as a Llama (no q/k/v bias, untied
+ * embeddings), for the head-dim-128 kernels and a 151936-column cross-entropy; and a tiny one that
+ * proves the plumbing on the CPU engine. */
 export const SHAPES: Readonly<Record<string, Record<string, unknown>>> = {
   tinyllama: {
     hidden_size: 2048,
@@ -45,6 +48,14 @@ export const SHAPES: Readonly<Record<string, Record<string, unknown>>> = {
     num_attention_heads: 32,
     num_key_value_heads: 4,
     vocab_size: 32000,
+  },
+  "qwen2.5-1.5b": {
+    hidden_size: 1536,
+    intermediate_size: 8960,
+    num_hidden_layers: 28,
+    num_attention_heads: 12,
+    num_key_value_heads: 2,
+    vocab_size: 151936,
   },
   tiny: {
     hidden_size: 64,

@@ -11,7 +11,7 @@ export const CE_HELD_COLUMNS = 8 * 4 * CE_THREADS;
 /** Columns past the held ones a block reads from shared memory: 6 float4 per thread
  * (CE_OVERFLOW_CHUNKS), so a slice holds at most 57344 columns. */
 export const CE_OVERFLOW_COLUMNS = 6 * 4 * CE_THREADS;
-/** Static shared memory of the kernels (288 bytes per tools/kernel-check.sh, rounded up): it counts
+/** Static shared memory of the kernels (512 bytes per tools/kernel-check.sh, rounded up): it counts
  * against the same per-block limit as the dynamic shared memory. */
 const CE_STATIC_SHARED_BYTES = 1024;
 /** Row strides of the logits / dlogits buffers are multiples of this many elements: 16-byte aligned

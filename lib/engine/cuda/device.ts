@@ -23,7 +23,6 @@ export const KERNEL_FILES = [
   "flash_attention_bwd.cu",
   "wgmma.cu",
   "flash_attention_fwd_wg.cu",
-  "flash_attention_fwd_wg_d128.cu",
   "flash_attention_bwd_wg_d128.cu",
   "flash_attention_bwd_wg_d64_ws.cu",
 ] as const;

@@ -126,9 +126,11 @@ EACH1(CE_ROWS)
 // so wait_group 1 again waits for this row's overflow part. Rows wider than one block's slice go to a
 // thread-block cluster of CLUSTER blocks (2..8: the host takes the fewest whose slices hold the row, so
 // each block moves as many bytes per row barrier as it can; sm_90): block `rank` holds columns
-// [rank * slice, + slice), the blocks' (max, sum) pairs are exchanged through distributed shared memory
-// after one cluster barrier per row (pairs double-buffered by row parity, so the next row's barrier is
-// what makes reusing a slot safe). Uses fa_smem / fa_cp16 / fa_cp_commit / fa_cp_wait of
+// [rank * slice, + slice). A row's (max, sum) is combined behind ONE barrier per row (a cluster barrier,
+// or __syncthreads in a single block): each warp leaves its pair in shared memory, then every warp reads
+// all pairs of all the cluster's blocks (distributed shared memory) and merges them (pairs
+// double-buffered by row parity, so the next row's barrier is what makes reusing a slot safe); the
+// first version took three block barriers plus the cluster barrier per row. Uses fa_smem / fa_cp16 / fa_cp_commit / fa_cp_wait of
 // flash_attention_mma.cu (concatenated before). The host sizes the grid to the clusters that can be
 // resident at once (cuOccupancyMaxActiveClusters): rows are assigned statically, so a cluster that had
 // to wait for a free GPC would add a whole pass at the end.
@@ -211,18 +213,8 @@ __device__ __forceinline__ void merge_max_sum(float* m, float* s, float om, floa
   *m = mm;
 }
 
-/** Combines running (max m, sum of e^(. - m) s) pairs over the block; every thread gets the result. */
-__device__ __forceinline__ void block_max_sum(float* m, float* s) {
-  __shared__ float partial_m[32], partial_s[32];
-  for (int o = 16; o > 0; o >>= 1) {
-    merge_max_sum(m, s, __shfl_xor_sync(0xffffffffu, *m, o), __shfl_xor_sync(0xffffffffu, *s, o));
-  }
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  __syncthreads();
-  if (lane == 0) partial_m[warp] = *m, partial_s[warp] = *s;
-  __syncthreads();
-  *m = lane < (int)(blockDim.x >> 5) ? partial_m[lane] : -F32_INFINITY;
-  *s = lane < (int)(blockDim.x >> 5) ? partial_s[lane] : 0.f;
+/** Merges the (max, sum) pairs of a warp's 32 lanes; every lane gets the result. */
+__device__ __forceinline__ void warp_max_sum(float* m, float* s) {
   for (int o = 16; o > 0; o >>= 1) {
     merge_max_sum(m, s, __shfl_xor_sync(0xffffffffu, *m, o), __shfl_xor_sync(0xffffffffu, *s, o));
   }
@@ -258,8 +250,9 @@ template <int CLUSTER, typename G>
 __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits, float* losses,
                                                  const int* targets, int rows, int vocab, int stride,
                                                  int slice, float scale, int want_grad) {
-  __shared__ __align__(8) float pair[2][2]; // this block's (max, sum) of the row, by row parity
-  __shared__ float merged[2];               // the cluster's (max, sum) of the row
+  // Each warp's (max, sum) of the row by row parity: a slot is written again two rows later, after the
+  // next row's barrier, which no thread (of any block of the cluster) passes before reading this one.
+  __shared__ float2 pair[2][CE_PREFETCH_THREADS / 32];
   const u32 base = fa_smem(ce_shared);
   const int rank = CLUSTER > 1 ? ce_cluster_rank() : 0;
   const int first = rank * slice, width = imin(slice, vocab - first); // this block's columns
@@ -322,21 +315,25 @@ __device__ __forceinline__ void ce_rows_prefetch(const float* logits, G* dlogits
     for (int c = 0; c < CE_OVERFLOW_CHUNKS; c++) {
       if (CE_PREFETCH_HELD + ce_col(c) < width) s += ce_sum4(ce_overflow4(c, width), m2);
     }
-    block_max_sum(&m, &s);
+    // The row's (max, sum) over the cluster behind one barrier: each warp's pair into slot `parity`,
+    // then every warp merges all pairs (lane i: warp i's pair of each block).
+    warp_max_sum(&m, &s);
+    const int lane = threadIdx.x & 31;
+    if (lane == 0) pair[parity][threadIdx.x >> 5] = make_float2(m, s);
     if (CLUSTER > 1) {
-      if (threadIdx.x == 0) pair[parity][0] = m, pair[parity][1] = s;
       ce_cluster_sync();
-      if (threadIdx.x < 32) { // warp 0 combines the cluster's pairs, one lane per block
-        float om = -F32_INFINITY, os = 0.f;
-        if ((int)threadIdx.x < CLUSTER) ce_cluster_load2(pair[parity], threadIdx.x, &om, &os);
-        for (int o = 16; o > 0; o >>= 1) {
-          merge_max_sum(&om, &os, __shfl_xor_sync(0xffffffffu, om, o), __shfl_xor_sync(0xffffffffu, os, o));
-        }
-        if (threadIdx.x == 0) merged[0] = om, merged[1] = os;
+      m = -F32_INFINITY, s = 0.f;
+#pragma unroll
+      for (int r = 0; r < CLUSTER; r++) {
+        float om, os;
+        ce_cluster_load2(&pair[parity][lane].x, r, &om, &os);
+        merge_max_sum(&m, &s, om, os);
       }
+    } else {
       __syncthreads();
-      m = merged[0], s = merged[1];
+      m = pair[parity][lane].x, s = pair[parity][lane].y;
     }
+    warp_max_sum(&m, &s);
     parity ^= 1;
     const float lse = m + logf(s), lse2 = lse * FA_LOG2E;
     if (target >= vocab && threadIdx.x == 0 && rank == 0) losses[row] = F32_NAN;

@@ -85,7 +85,7 @@ __device__ __forceinline__ void wq_mma(float* d, u64 da, u64 db) {
     wq_mma_m64n96k16<ZERO>(d, da, db);
   } else {
     static_assert(N == 128 && TA == 0 && TB == 0, "K-major only");
-    if constexpr (ZERO) fd_mma_m64n128k16_zero(d, da, db);
+    if constexpr (ZERO) fw_mma_m64n128k16_zero(d, da, db);
     else fw_mma_m64n128k16(d, da, db);
   }
 }
@@ -135,15 +135,15 @@ __device__ __forceinline__ void wq_bwd(float* dq_acc, bf16* dk, bf16* dv, float*
   if (wg == 2) { // the producers: k and v (covered by the first full phase), then the steps' rows
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(WQ_PRODUCER_REGS));
     const int pi = threadIdx.x - 256;
-    fw_part_load_tile<WQ_KEYS, 128>(sk, k + ((i64)b * T * HK + hk) * D, (i64)HK * D, k0, T, pi);
-    fw_part_load_tile<WQ_KEYS, 128>(sv, v + ((i64)b * T * HV + hv) * D, (i64)HV * D, k0, T, pi);
+    fw_load_rows<D, WQ_KEYS, 128>(sk, k + ((i64)b * T * HK + hk) * D, (i64)HK * D, k0, T, pi);
+    fw_load_rows<D, WQ_KEYS, 128>(sv, v + ((i64)b * T * HV + hv) * D, (i64)HV * D, k0, T, pi);
     for (int t = 0; t < steps; t++) {
       const int st = t % STAGES;
       if (t >= STAGES) fw_mbar_wait(empty + 8 * st, (t / STAGES - 1) & 1);
       const int h = step_head(t), q0 = step_q0(t);
       const i64 head = (i64)b * T * H + h;
-      fw_part_load_tile<BQ, 128>(base + WQ_SQ + st * TILE_Q, q + head * D, qstride, q0, T, pi);
-      fw_part_load_tile<BQ, 128>(base + WQ_SDO(BQ, STAGES) + st * TILE_Q, dout + head * D, qstride, q0, T, pi);
+      fw_load_rows<D, BQ, 128>(base + WQ_SQ + st * TILE_Q, q + head * D, qstride, q0, T, pi);
+      fw_load_rows<D, BQ, 128>(base + WQ_SDO(BQ, STAGES) + st * TILE_Q, dout + head * D, qstride, q0, T, pi);
       // Rows past T read lse = delta = 0: their q and dout rows are zero, so p = 1 adds nothing to dv and
       // ds = 0.
       for (int r = pi; r < 2 * BQ; r += 128) {
