@@ -2,10 +2,10 @@
 // flash_attention_bwd_wg_d64 (wgmma.cu) with the same contract and grid (K, B, ceil(T / 128)).
 // One block = 128 keys of one key head: two consumer warpgroups (warpgroup w: keys 64w..64w+63) and a
 // producer warpgroup that copies k, v once and q, dout, lse, delta of every query step (BQ queries) into
-// S shared-memory stages (3; 4 for WQ_IP) with cp.async, signalling full / empty mbarriers (as the forward,
-// flash_attention_fwd_wg.cu, whose fw_mbar_* helpers this uses); setmaxnreg 40 / 232 (2 x 128 x 232 +
-// 128 x 40 = 384 x 168, the registers the block starts with; the producer spills at 24, the consumers
-// fit in 224 at every BQ). Per step, per consumer warpgroup:
+// S shared-memory stages (3; 4 for WQ_IP) with cp.async, signalling full / empty mbarriers (as the
+// forward, flash_attention_fwd_wg.cu, whose fw_mbar_*, fw_load_rows and m64n128 wrappers this uses);
+// setmaxnreg 40 / 232 (2 x 128 x 232 + 128 x 40 = 384 x 168, the registers the block starts with; the
+// producer spills at 24, the consumers fit in 224 at every BQ). Per step, per consumer warpgroup:
 //   1. s^T = k q^T, dp^T = v dout^T [64 keys x BQ queries], K-major operands, K = 64 dims;
 //   2. p^T, ds^T in registers (accumulator layout = A-fragment layout); ds^T also to shared memory;
 //   3. dv += p^T dout, dk += ds^T q [64 keys x 64 dims], A from registers, B (dout, q) MN-major;
