@@ -1,7 +1,7 @@
 // Flash attention on the CUDA engine: launches the FlashAttention-2 kernels of
 // kernels/flash_attention_*.cu (mma.sync tensor cores; bf16, causal, grouped heads, head dims 64, 128),
 // and on sm_90 the Hopper wgmma kernels (forward: flash_attention_fwd_wg.cu at both head dims; backward:
-// wgmma.cu at 64, flash_attention_bwd_wg_d128.cu at 128).
+// flash_attention_bwd_wg_d64.cu at 64, flash_attention_bwd_wg_d128.cu at 128).
 // The CudaEngine's attention ops call these for bf16 tensors with those head dims and keep the simple
 // kernels (attention.cu) for the rest. dq is summed over key blocks with f32 vector reductions into
 // a zeroed [B, T, H, D] f32 buffer (4 bytes per element of q, freed after the call), then scaled and
@@ -36,8 +36,10 @@ interface FlashKernel {
 /** The Hopper (sm_90) kernels for head dim 64. Forward (kernels/flash_attention_fwd_wg.cu): 192 query
  * rows in three consumer warpgroups + a producer warpgroup; shared memory FW_SHARED_BYTES(64): q [192][64],
  * 3 stages of k and v [128][64] bf16, 6 mbarriers, 1024 bytes to align the tiles. Backward
- * (kernels/wgmma.cu): 128 keys in two warpgroups; shared memory WB_SHARED_BYTES: k, v and ds^T
- * [2 steps] [128][64], q and dout [2][64][64] bf16, lse and delta [2][2][64] f32, 1024 to align. */
+ * (kernels/flash_attention_bwd_wg_d64.cu): 128 keys in two consumer warpgroups + a producer warpgroup,
+ * 64 queries per step; shared memory WQ_SHARED_BYTES: k, v [128][64], q and dout [4 stages][64][64],
+ * ds^T [2 steps][128][64] bf16, lse and delta [4 stages][2][64] f32, 12 mbarriers (full, empty [4],
+ * ready, free [2]), 1024 to align. */
 const WGMMA_FORWARD: FlashKernel = {
   name: "flash_attention_fwd_wg_d64",
   rows: 192,
@@ -56,8 +58,8 @@ const WGMMA_FORWARD_D128: FlashKernel = {
 const WGMMA_BACKWARD: FlashKernel = {
   name: "flash_attention_bwd_wg_d64",
   rows: BWD_KEYS,
-  threads: BWD_THREADS,
-  sharedBytes: 4 * 16384 + 4 * 8192 + 4 * 64 * 4 + 1024,
+  threads: 384,
+  sharedBytes: 2 * 16384 + 2 * 4 * 8192 + 2 * 16384 + 4 * 2 * 64 * 4 + 12 * 8 + 1024,
 };
 /** The Hopper backward for head dim 128 (kernels/flash_attention_bwd_wg_d128.cu): 128 keys in two
  * warpgroups, 48 queries per step; shared memory WD_SHARED_BYTES(48): k, v [2][128][64], q and dout

@@ -1,7 +1,9 @@
-// Hopper warpgroup matrix multiply (wgmma, sm_90a) building blocks, probe kernels that check them
-// (tests/cuda_wgmma_probe_test.ts) and the head-dim-64 flash-attention backward built on them: 128-byte
-// swizzled shared-memory tiles, matrix descriptors, and m64n64k16 bf16 -> f32 with either operand
-// K-major or MN-major (transposed).
+// Hopper warpgroup matrix multiply (wgmma, sm_90a) building blocks and probe kernels that check them
+// (tests/cuda_wgmma_probe_test.ts): 128-byte swizzled shared-memory tiles, matrix descriptors, and
+// m64n64k16 / m64n32k16 bf16 -> f32 with either operand K-major or MN-major (transposed) or A from
+// registers; then the descriptor offsets the flash-attention kernels use (WB_*) and the pieces the
+// flash-attention backwards share (wb_p_ds, wb_store_dkdv; kernels in flash_attention_bwd_wg_d64.cu and
+// flash_attention_bwd_wg_d128.cu).
 // Accumulator layout (per warp w of the 4-warp group: rows 16w..16w+15): d[4j + {0,1}] at row g, cols
 // 8j + 2c + {0,1}; d[4j + {2,3}] at row g + 8 (lane = 4g + c), as mma.sync m16n8 per 8 columns.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -209,23 +211,7 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_probe_n32(float* d, cons
                                                                   u32 lbo, u32 sbo) {
   wg_probe2<0>(d, a, b, lbo, sbo);
 }
-// ---- flash-attention backward on wgmma (head dim 64) ----------------------------------------------
-// Same contract as flash_bwd in flash_attention_bwd.cu (dq_acc f32 reductions, dv_keys when KV < K).
-// One block = 128 keys of one key head, two warpgroups (warpgroup w: keys 64w..64w+63), 64 queries
-// per step; all tiles 128-byte swizzled bf16 rows of 64 (WB_* byte offsets below). Per step:
-//   1. s^T = k q^T and dp^T = v dout^T [64 keys x 64 queries per warpgroup], K-major operands;
-//   2. p^T and ds^T in registers (the accumulator layout is the A-fragment layout), dv += p^T dout and
-//      dk += ds^T q with A from registers and B (dout, q) MN-major; ds^T also to shared memory;
-//   3. dq = ds k [64 queries x 32 dims per warpgroup]: A = ds^T stored [keys][queries] (MN-major), B = k
-//      stored [keys][dims] (MN-major, starting at dim 32w), added to dq_acc with 16-byte reductions.
-// Measured on the H200 (T 8k-128k, B H32 K4): 266-281 TFLOP/s; the synchronous first version 234-248.
-// Tried and removed (same session): s/dp issued per 32-query half (251-270), one warpgroup of 64 keys per
-// block with two blocks per SM (193-220: twice the q/dout loads and dq reductions per product).
-// Pipelined: step it queues dq of step it - 1 (ds^T double-buffered in shared memory) behind its own
-// s^T / dp^T products, so the tensor cores compute it during step it's exponentials, and reduces it into
-// dq_acc while dv / dk of step it run. First k-steps use ZERO accumulation (no register zeroing: ptxas
-// serializes a wgmma pipeline when other instructions write its accumulators; tools/kernel-check.sh
-// prints that note).
+// ---- flash-attention helpers (flash_attention_fwd_wg.cu, flash_attention_bwd_wg_d64.cu, _d128.cu) ---
 /** Descriptor byte offsets (leading, stride) of K-major and MN-major tiles: with 128-byte swizzled
  * tiles whose MN extent fits one atom, SBO (1024: the step between 8-row groups) is what the hardware
  * reads; LBO 16, 1024 and 0 all matched in tests/cuda_wgmma_probe_test.ts on the H200. */
@@ -233,30 +219,6 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_probe_n32(float* d, cons
 #define WB_SBO_K 1024
 #define WB_LBO_MN 1024
 #define WB_SBO_MN 1024
-#define WB_KEYS 128
-#define WB_ROWS 64
-#define WB_TILE_K 16384 /* [128][64] bf16 */
-#define WB_TILE_Q 8192  /* [64][64] bf16 */
-#define WB_SK 0
-#define WB_SV (WB_SK + WB_TILE_K)
-#define WB_SQ (WB_SV + WB_TILE_K)          /* [2 stages] */
-#define WB_SDO (WB_SQ + 2 * WB_TILE_Q)     /* [2 stages] */
-#define WB_SDS (WB_SDO + 2 * WB_TILE_Q)    /* ds^T [2 steps][128 keys][64 queries] */
-#define WB_STATS (WB_SDS + 2 * WB_TILE_K)      /* lse * log2(e), delta: [2 stages][2][64] f32 */
-/** Dynamic shared memory of flash_attention_bwd_wg_d64, with 1024 bytes to align the tiles. */
-#define WB_SHARED_BYTES (WB_STATS + 2 * 2 * WB_ROWS * 4 + 1024)
-
-/** Copies rows row0.. (64 bf16 each, `stride` elements apart) into a swizzled [ROWS][64] tile at shared
- * address `dst`; rows at or past `rows` are zero-filled. */
-template <int ROWS>
-__device__ __forceinline__ void wb_load_tile(u32 dst, const bf16* base, i64 stride, int row0, int rows) {
-#pragma unroll
-  for (int j = 0; j < ROWS * 8 / 256; j++) {
-    const int i = threadIdx.x + j * 256, r = i >> 3, c = (i & 7) * 8;
-    const bool inside = row0 + r < rows;
-    fa_cp16(dst + wg_swizzle128(r, c), base + (inside ? (i64)(row0 + r) * stride + c : 0), inside ? 16 : 0);
-  }
-}
 
 /** The lse and delta rows of a backward step's queries; lse * lse_scale is in log2 units (lse_scale 1
  * when the rows were staged already scaled). */
@@ -333,137 +295,4 @@ __device__ __forceinline__ void wb_store_dkdv(bf16* dk, bf16* dv, float* dv_keys
   }
 }
 
-extern __shared__ u32x4 wb_shared[];
-
-extern "C" __global__ void __launch_bounds__(256, 1) flash_attention_bwd_wg_d64(
-    float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k, const bf16* v,
-    const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, int HV, float scale_log2,
-    float scale) {
-  constexpr int D = 64;
-  const u32 base = (fa_smem(wb_shared) + 1023u) & ~1023u;
-  float* stats = reinterpret_cast<float*>(reinterpret_cast<char*>(wb_shared) + (base - fa_smem(wb_shared)) + WB_STATS);
-  const int hk = blockIdx.x, b = blockIdx.y, k0 = blockIdx.z * WB_KEYS;
-  const int group = H / HK, hv = hk / (HK / HV);
-  const int wg = threadIdx.x >> 7, wi = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-  const i64 qstride = (i64)H * D, kstride = (i64)HK * D, vstride = (i64)HV * D;
-  const int qfirst = k0 / WB_ROWS, qblocks = (T + WB_ROWS - 1) / WB_ROWS - qfirst, steps = group * qblocks;
-  auto step_head = [&](int it) { return hk * group + it / qblocks; };
-  auto step_q0 = [&](int it) { return (qfirst + it % qblocks) * WB_ROWS; };
-
-  wb_load_tile<WB_KEYS>(base + WB_SK, k + ((i64)b * T * HK + hk) * D, kstride, k0, T);
-  wb_load_tile<WB_KEYS>(base + WB_SV, v + ((i64)b * T * HV + hv) * D, vstride, k0, T);
-  auto load_step = [&](int it, int stage) {
-    const int h = step_head(it), q0 = step_q0(it);
-    const i64 head = (i64)b * T * H + h;
-    wb_load_tile<WB_ROWS>(base + WB_SQ + stage * WB_TILE_Q, q + head * D, qstride, q0, T);
-    wb_load_tile<WB_ROWS>(base + WB_SDO + stage * WB_TILE_Q, dout + head * D, qstride, q0, T);
-    for (int r = threadIdx.x; r < WB_ROWS; r += 256) {
-      const i64 at = ((i64)b * H + h) * T + q0 + r;
-      const bool inside = q0 + r < T;
-      stats[stage * 2 * WB_ROWS + r] = inside ? lse[at] * FA_LOG2E : F32_INFINITY;
-      stats[stage * 2 * WB_ROWS + WB_ROWS + r] = inside ? delta[at] : 0.f;
-    }
-  };
-  // dq[64 queries, dims 32wg..32wg+31] of step `it` = ds k over the 128 keys (ds^T in buffer it & 1).
-  auto issue_dq = [&](float* acc, int it) {
-    const u32 sds = base + WB_SDS + (it & 1) * WB_TILE_K, sk = base + WB_SK + 64u * wg;
-    wg_mma_m64n32k16<1, 1, 1>(acc, wg_desc(sds, WB_LBO_MN, WB_SBO_MN), wg_desc(sk, WB_LBO_MN, WB_SBO_MN));
-#pragma unroll
-    for (int kc = 1; kc < WB_KEYS / 16; kc++) {
-      wg_mma_m64n32k16<1, 1>(acc, wg_desc(sds + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
-                             wg_desc(sk + 2048u * kc, WB_LBO_MN, WB_SBO_MN));
-    }
-  };
-  auto reduce_dq = [&](const float* acc, int it) {
-    const bool even = (c & 1) == 0;
-    const int qrow = step_q0(it) + 16 * wi + g + (even ? 0 : 8);
-    float* dst = dq_acc + ((i64)b * T * H + (i64)qrow * H + step_head(it)) * D + 32 * wg + 2 * (c & ~1);
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-      const float s0 = __shfl_xor_sync(0xffffffffu, even ? acc[4 * j + 2] : acc[4 * j], 1);
-      const float s1 = __shfl_xor_sync(0xffffffffu, even ? acc[4 * j + 3] : acc[4 * j + 1], 1);
-      if (qrow < T) {
-        if (even) fa_red4(dst + 8 * j, acc[4 * j], acc[4 * j + 1], s0, s1);
-        else fa_red4(dst + 8 * j, s0, s1, acc[4 * j + 2], acc[4 * j + 3]);
-      }
-    }
-  };
-  load_step(0, 0);
-  fa_cp_commit();
-
-  float dka[32], dva[32], acc[16];
-#pragma unroll
-  for (int i = 0; i < 32; i++) dka[i] = dva[i] = 0.f;
-  const int krow = 64 * wg + 16 * wi + g; // this thread's key rows in the block: krow, krow + 8
-
-  for (int it = 0; it < steps; it++) {
-    const int stage = it & 1;
-    fa_cp_wait<0>();
-    wg_fence_shared();
-    __syncthreads(); // step it's tiles and both warpgroups' ds^T of step it - 1 are in shared memory
-    if (it + 1 < steps) load_step(it + 1, stage ^ 1);
-    fa_cp_commit();
-    const int q0 = step_q0(it);
-    const u32 sq = base + WB_SQ + stage * WB_TILE_Q, sdo = base + WB_SDO + stage * WB_TILE_Q;
-    const float* lrow = stats + stage * 2 * WB_ROWS;
-    const float* drow = lrow + WB_ROWS;
-
-    // 1. s^T and dp^T for this warpgroup's 64 keys x the 64 queries; dq of step it - 1 queued behind
-    //    them, so the tensor cores work on it during this step's exponentials.
-    float st[32], dpt[32];
-    const u32 sk = base + WB_SK + 8192u * wg, sv = base + WB_SV + 8192u * wg;
-    wg_fence();
-    wg_mma_m64n64k16<0, 0, 1>(st, wg_desc(sk, WB_LBO_K, WB_SBO_K), wg_desc(sq, WB_LBO_K, WB_SBO_K));
-    wg_mma_m64n64k16<0, 0, 1>(dpt, wg_desc(sv, WB_LBO_K, WB_SBO_K), wg_desc(sdo, WB_LBO_K, WB_SBO_K));
-#pragma unroll
-    for (int kk = 1; kk < D / 16; kk++) {
-      wg_mma_m64n64k16<0, 0>(st, wg_desc(sk + 32u * kk, WB_LBO_K, WB_SBO_K), wg_desc(sq + 32u * kk, WB_LBO_K, WB_SBO_K));
-      wg_mma_m64n64k16<0, 0>(dpt, wg_desc(sv + 32u * kk, WB_LBO_K, WB_SBO_K), wg_desc(sdo + 32u * kk, WB_LBO_K, WB_SBO_K));
-    }
-    wg_commit();
-    if (it > 0) issue_dq(acc, it - 1);
-    wg_commit();
-    wg_wait<1>();
-    wg_fence_operands<32>(st);
-    wg_fence_operands<32>(dpt);
-
-    // 2. p^T = exp(s - lse) (0 above the diagonal), ds^T = p^T (dp^T - delta); both as A fragments.
-    const bool diagonal = q0 < k0 + WB_KEYS;
-    const u32 sds = base + WB_SDS + stage * WB_TILE_K;
-    u32 pa[16], da[16]; // bf16 pairs: [n-tile j][half]: keys krow (+8), queries 8j + 2c (+1)
-    wb_p_ds<8>(pa, da, st, dpt, {lrow, drow, 1.f}, {scale_log2, diagonal, k0, krow, q0, c}, sds);
-    // 3. dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries 16kq..): tiles 2kq, 2kq + 1.
-    wg_fence();
-#pragma unroll
-    for (int kq = 0; kq < WB_ROWS / 16; kq++) {
-      const u32 fp[4] = {pa[4 * kq], pa[4 * kq + 1], pa[4 * kq + 2], pa[4 * kq + 3]};
-      const u32 fd[4] = {da[4 * kq], da[4 * kq + 1], da[4 * kq + 2], da[4 * kq + 3]};
-      wg_mma_m64n64k16_rega<1>(dva, fp, wg_desc(sdo + 2048u * kq, WB_LBO_MN, WB_SBO_MN));
-      wg_mma_m64n64k16_rega<1>(dka, fd, wg_desc(sq + 2048u * kq, WB_LBO_MN, WB_SBO_MN));
-    }
-    wg_commit();
-    // 4. dq of step it - 1 into dq_acc while dv / dk run.
-    if (it > 0) {
-      wg_wait<1>();
-      wg_fence_operands<16>(acc);
-      reduce_dq(acc, it - 1);
-    }
-    // dv / dk done: they are the last readers of this stage's tiles, into which step it + 1 loads step
-    // it + 2 (waiting here rather than at the next step's top keeps ptxas from serializing the wgmmas).
-    wg_wait<0>();
-  }
-  // dq of the last step.
-  wg_fence_shared();
-  __syncthreads();
-  wg_fence();
-  issue_dq(acc, steps - 1);
-  wg_commit();
-  wg_wait<0>();
-  wg_fence_operands<16>(acc);
-  wg_fence_operands<32>(dka);
-  wg_fence_operands<32>(dva);
-  reduce_dq(acc, steps - 1);
-
-  wb_store_dkdv<D>(dk, dv, dv_keys, dka, dva, {b, T, HK, hk, HV, hv, k0 + krow, c}, scale);
-}
 #endif
