@@ -127,7 +127,6 @@ const short = (name: string) => name.replace("flash_attention_bwd_", "");
 /** One shape's device tensors (inputs, the forward's out / lse, delta, the backward's outputs) and the
  * current kernel's outputs on the host, kept across passes. */
 interface Case {
-  label: string;
   dims: AttentionDims;
   args: Parameters<CudaDevice["launch"]>[3];
   outputs: Tensor[]; // dq_acc, dk, dv_keys ?? dv
@@ -166,7 +165,6 @@ function makeCase(index: number): Case {
   ]);
   const scale = 1 / Math.sqrt(D);
   return {
-    label: `B${b} T${t} H${h} K${hk} V${hv} D${D}`,
     dims,
     args: [
       ptr(dqAcc),
