@@ -104,15 +104,15 @@ __device__ __forceinline__ void wh_backward(float* dq_acc, bf16* dk, bf16* dv, f
   if (wg == 2) { // the producers: k and v with step 0's tiles (full[0] covers them), then one step per stage
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(WH_PRODUCER_REGS));
     const int pi = threadIdx.x - 256;
-    fd_load_rows<WD_KEYS, PRODUCERS>(base + WH_SK, k + ((i64)b * T * HK + hk) * D, (i64)HK * D, k0, T, pi);
-    fd_load_rows<WD_KEYS, PRODUCERS>(base + WH_SV, v + ((i64)b * T * HV + hv) * D, (i64)HV * D, k0, T, pi);
+    fw_load_rows<128, WD_KEYS, PRODUCERS>(base + WH_SK, k + ((i64)b * T * HK + hk) * D, (i64)HK * D, k0, T, pi);
+    fw_load_rows<128, WD_KEYS, PRODUCERS>(base + WH_SV, v + ((i64)b * T * HV + hv) * D, (i64)HV * D, k0, T, pi);
     for (int t = 0; t < steps; t++) {
       const int st = t % STAGES, h = step_head(t), q0 = step_q0(t);
       if (t >= STAGES) fw_mbar_wait(empty + 8 * st, (t / STAGES - 1) & 1);
       const i64 head = (i64)b * T * H + h;
       const u32 sq = base + SQ + st * STAGE;
-      fd_load_rows<BQ, PRODUCERS>(sq, q + head * D, qstride, q0, T, pi);
-      fd_load_rows<BQ, PRODUCERS>(sq + 2 * TILE_Q, dout + head * D, qstride, q0, T, pi);
+      fw_load_rows<128, BQ, PRODUCERS>(sq, q + head * D, qstride, q0, T, pi);
+      fw_load_rows<128, BQ, PRODUCERS>(sq + 2 * TILE_Q, dout + head * D, qstride, q0, T, pi);
       // lse and delta rows; rows past T read 0 (their q and dout rows are zero: p = 1 adds nothing, ds = 0).
       if (pi < 2 * BQ) {
         const int row = pi < BQ ? pi : pi - BQ;
