@@ -24,7 +24,6 @@ export const KERNEL_FILES = [
   "wgmma.cu",
   "flash_attention_fwd_wg.cu",
   "flash_attention_bwd_wg_d128.cu",
-  "flash_attention_bwd_wg_d128_ws.cu",
 ] as const;
 /** cuBLASLt workspace (what cuBLAS recommends for Hopper). */
 export const BLAS_WORKSPACE_BYTES = 32 * 1024 * 1024;
