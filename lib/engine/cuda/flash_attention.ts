@@ -62,13 +62,14 @@ const WGMMA_BACKWARD: FlashKernel = {
   sharedBytes: 2 * 16384 + 2 * 4 * 8192 + 2 * 16384 + 4 * 2 * 64 * 4 + 12 * 8 + 1024,
 };
 /** The Hopper backward for head dim 128 (kernels/flash_attention_bwd_wg_d128.cu): 128 keys in two
- * warpgroups, 48 queries per step; shared memory WD_SHARED_BYTES(48): k, v [2][128][64], q and dout
- * [2 stages][2][48][64], ds^T [2][128][64] bf16, lse and delta [2][2][48] f32, 1024 to align. */
+ * consumer warpgroups + a producer warpgroup, 64 queries per step; shared memory WD_SHARED_BYTES
+ * (165920): k, v [2][128][64] and ds^T [2][128][64] bf16, 2 stages of q and dout [2][64][64] bf16 and lse
+ * and delta [2][64] f32, 2 x 2 mbarriers, 1024 to align. */
 const WGMMA_BACKWARD_D128: FlashKernel = {
   name: "flash_attention_bwd_wg_d128",
   rows: BWD_KEYS,
-  threads: BWD_THREADS,
-  sharedBytes: 4 * 16384 + 8 * 48 * 128 + 2 * 16384 + 2 * 2 * 48 * 4 + 1024,
+  threads: 384,
+  sharedBytes: 4 * 16384 + 2 * 16384 + 2 * (4 * 64 * 128 + 2 * 64 * 4) + 2 * 2 * 8 + 1024,
 };
 /** bf16 elements of padding per shared-memory row (FA_PAD). */
 const PAD = 8;

@@ -1,67 +1,79 @@
 // Flash-attention backward on Hopper wgmma (sm_90a) for head dim 128: same contract and launch as
-// flash_attention_bwd_d128 (flash_attention_bwd.cu: dq_acc f32 reductions, dv_keys when KV < K).
-// One block = WD_KEYS (128) keys of one key head, two warpgroups (warpgroup w: keys 64w..64w+63), WD_BQ
-// (48) queries per step. A 128-wide row is two 128-byte swizzled tiles [rows][64] side by side (dims
-// 0..63, 64..127; wg_swizzle128). Per step, per warpgroup:
-//   1. s^T = k q^T, dp^T = v dout^T [64 keys x 48 queries] (m64n48k16, K-major operands, K = 128 dims);
-//   2. p^T, ds^T in registers (accumulator layout = A-fragment layout); ds^T also to shared memory;
-//   3. dv += p^T dout, dk += ds^T q [64 keys x 128 dims] with A from registers, B (dout, q) MN-major:
-//      two m64n64k16 per k-step (one per 64-dim tile);
-//   4. dq^T = k^T ds^T [64 dims (warpgroup w: dims 64w..) x 48 queries] (m64n48k16, A = k tile w
-//      MN-major, B = ds^T [keys][queries] MN-major, K = 128 keys), added to dq_acc [.., query, dim]
-//      with 8-byte reductions (lane pairs swap values so each holds two adjacent dims of one query).
-// Pipelined as flash_attention_bwd_wg_d64: dq^T of step it - 1 is queued behind step it's s^T / dp^T
-// (ds^T double-buffered: one [128][64] tile per step parity, 48 columns used) and reduced while
-// dv / dk run; first k-steps use ZERO accumulation; the dv / dk wait is at the end of the step. q, dout
-// and the lse / delta rows of step it + 1 load (cp.async, double-buffered) during step it. Query steps
-// start at multiples of 48 below the block's first key (masked where causal).
-// Per thread: dk, dv 64 + 64 f32, s^T, dp^T, dq^T 24 each, p^T / ds^T fragments 12 u32 each: 236
-// registers, no spills.
-// Measured on the H200 (session 3, bench/attention, T 8k-128k, B H16 K2): 308-320 TFLOP/s against
-// 249-273 for the mma.sync kernel; 32 queries per step 279-290; dv / dk as one m64n128k16 whose B
-// descriptor spans both 64-dim tiles 281-290 (both variants removed).
-// Grid: (K, B, ceil(T / WD_KEYS)).
+// flash_attention_bwd_d128 (flash_attention_bwd.cu: dq_acc f32 reductions, dv_keys when KV < K) apart from
+// the block size. Warp-specialized as the forwards (flash_attention_fwd_wg.cu: fw_load_rows, fw_mbar_*):
+// one block = WD_KEYS (128) keys of one key head in two consumer warpgroups (warpgroup w: keys 64w..64w+63)
+// + a producer warpgroup; WD_BQ (64) queries per step. A 128-wide row is two 128-byte swizzled tiles
+// [rows][64] side by side (dims 0..63, 64..127; wg_swizzle128).
+// The producer copies k and v once, then per step the q and dout tiles [2 halves][64][64] and the lse /
+// delta rows into one of WD_STAGES (2) stages (cp.async; full[stage] completes when they have landed, count
+// 128, cp.async.mbarrier.arrive.noinc); each consumer thread arrives on empty[stage] (count 256) once its
+// dv / dk products of that step are done, and the producer waits on it before refilling the stage.
+// setmaxnreg 240 / 24 as in the D128 forward (the block starts at 65536 / 384 = 168 per thread:
+// 2 x 128 x 240 + 128 x 24 <= 384 x 168).
+// Per consumer step it, per warpgroup:
+//   1. dq^T of step it - 1 = k^T ds^T [64 dims (warpgroup w: dims 64w..) x 64 queries] (m64n64k16, A = k
+//      tile w MN-major, B = ds^T [keys][queries] of both warpgroups MN-major, K = 128 keys), once the other
+//      warpgroup's ds^T of step it - 1 is in shared memory; waited for and added to dq_acc [.., query, dim]
+//      with 8-byte reductions (lane pairs swap values so each holds two adjacent dims of one query);
+//   2. s^T = k q^T, dp^T = v dout^T [64 keys x 64 queries] (m64n64k16, K-major operands, K = 128 dims; the
+//      first k-step with zero accumulation);
+//   3. p^T, ds^T in registers (accumulator layout = A-fragment layout); ds^T also to shared memory;
+//   4. dv += p^T dout, dk += ds^T q [64 keys x 128 dims] with A from registers, B (dout, q) MN-major: two
+//      m64n64k16 per k-step (one per 64-dim tile); waited for at the end of the step (waiting later makes
+//      ptxas serialize the wgmmas), then empty[stage].
+// dq^T [64 dims x 64 queries] does not fit in the registers next to s^T / dp^T (ptxas spills and
+// serializes), hence 1. before 2.: within a warpgroup nothing overlaps the exponentials, only the other
+// warpgroup's products can.
+// The two consumer warpgroups exchange ds^T through named barriers, one direction per barrier, so a
+// warpgroup can run ahead of the other: after storing ds^T of step it, warpgroup w fences and bar.arrives
+// on WD_BAR0 + 2w + it % 2 (128 arrive, 128 sync, count 256), and the other warpgroup bar.syncs there
+// before issuing dq^T of step it. Barriers alternate by step parity so no barrier ever holds two arrivals
+// (warpgroup w arrives for step it + 2 only after passing the sync for it + 1, which the other warpgroup
+// arrived at after its sync for step it). ds^T double-buffered (buffer it % 2): dq^T of step it - 2 is
+// done before a warpgroup's ds^T of step it - 1 is stored, so the other warpgroup's ds^T of step it, stored
+// after its sync for step it - 1, never overwrites a buffer still read. This protocol (and the variants'
+// below) was checked by a host emulation of random interleavings of the warpgroups and the copies landing
+// (session 4, removed). Query steps start at multiples of 64 below the block's first key (masked where
+// causal).
+// Shapes: k, v [2 halves][128][64], ds^T [2][128][64], per stage q, dout [2 halves][64][64] bf16 and lse,
+// delta [2][64] f32; per consumer thread dk, dv 64 + 64 f32, s^T, dp^T, dq^T 32 each, p^T / ds^T fragments
+// 16 u32 each.
+// Measured on the H200 (bench/results/2026-11-29-h200-session4/variants_backward_d128.txt, kernel only,
+// B4 T8k / B1 T32k / B1 T128k, H16 K2): 360 / 327 / 328 TFLOP/s against 318 / 301 / 309 for the kernel it
+// replaced (two warpgroups loading their own tiles, 48 queries per step, dq^T of step it - 1 queued behind
+// s^T / dp^T, one __syncthreads per step); dk / dv bit-identical to it. Warp-specialized variants: 48
+// queries per step with one shared barrier per step 337 / 315 / 310, with 3 stages 336 / 313 / 316,
+// one-way barriers (3 ds^T buffers) 339 / 310 / 318, with 3 stages 343 / 314 / 321; 64 queries with one
+// shared barrier 343 / 317 / 322 (removed). Earlier (session 3): 32 queries per step 279-290, dv / dk as
+// one m64n128k16 spanning both 64-dim tiles 281-290, the mma.sync kernel 249-273.
+// Grid: (K, B, ceil(T / WD_KEYS)), WD_THREADS (384) threads, WD_SHARED_BYTES (165920) bytes.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
-#define WD_THREADS 256
+#define WD_THREADS 384
+#define WD_PRODUCER_REGS 24
+#define WD_CONSUMER_REGS 240
 #define WD_KEYS 128
-#define WD_BQ 48
+#define WD_BQ 64
+#define WD_STAGES 2
+/** First named barrier of the ds^T exchange (0 is __syncthreads'): WD_BAR0 .. WD_BAR0 + 3. */
+#define WD_BAR0 1
 #define WD_TILE_K 16384 /* [128][64] bf16: half of a k or v tile; one ds^T buffer */
-/** Shared-memory layout for BQ queries per step (byte offsets from the 1024-aligned base): k, v [2
- * halves][128][64]; q, dout [2 stages][2 halves][BQ][64]; ds^T [2 step parities][128 keys][64] (BQ
- * columns used); lse, delta [2 stages][2][BQ] f32. */
-#define WD_TILE_Q(BQ) ((BQ) * 128)
+#define WD_TILE_Q (WD_BQ * 128) /* [64][64] bf16: half of a q or dout tile */
+/** Shared-memory layout (byte offsets from the 1024-aligned base): k, v [2 halves][128][64]; ds^T [2
+ * step parities][128 keys][64 queries]; per stage q, dout [2 halves][64][64]; lse, delta [stages][2][64]
+ * f32; full, empty mbarriers [stages] 8 bytes each. */
 #define WD_SK 0
 #define WD_SV (2 * WD_TILE_K)
-#define WD_SQ (4 * WD_TILE_K)
-#define WD_SDO(BQ) (WD_SQ + 4 * WD_TILE_Q(BQ))
-#define WD_SDS(BQ) (WD_SDO(BQ) + 4 * WD_TILE_Q(BQ))
-#define WD_STATS(BQ) (WD_SDS(BQ) + 2 * WD_TILE_K)
-/** Dynamic shared memory (+ 1024 bytes to align the tiles): 149248 at BQ 48. */
-#define WD_SHARED_BYTES(BQ) (WD_STATS(BQ) + 2 * 2 * (BQ) * 4 + 1024)
+#define WD_SDS (4 * WD_TILE_K)
+#define WD_SQ (WD_SDS + 2 * WD_TILE_K)
+#define WD_STAGE (4 * WD_TILE_Q)
+#define WD_STATS (WD_SQ + WD_STAGES * WD_STAGE)
+#define WD_BARS (WD_STATS + WD_STAGES * 2 * WD_BQ * 4)
+/** Dynamic shared memory (+ 1024 bytes to align the tiles): 165920. */
+#define WD_SHARED_BYTES (WD_BARS + 16 * WD_STAGES + 1024)
 
-#define WD_OPS24 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}"
-
-/** d[64x48] += a[64x16] * b[16x48] from descriptors (ZERO: d = a * b, as wg_mma_m64n64k16); TA / TB:
- * MN-major. */
-template <int TA, int TB, int ZERO = 0>
-__device__ __forceinline__ void wd_mma_m64n48k16(float* d, u64 da, u64 db) {
-  if constexpr (ZERO) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n48k16.f32.bf16.bf16 "
-        WD_OPS24 ", %24, %25, p, 1, 1, %26, %27;\n}\n"
-        : WG_D16(WG_W), WG_D8(WG_W, 16)
-        : "l"(da), "l"(db), "n"(TA), "n"(TB));
-  } else {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n48k16.f32.bf16.bf16 "
-        WD_OPS24 ", %24, %25, p, 1, 1, %26, %27;\n}\n"
-        : WG_D16(WG_RW), WG_D8(WG_RW, 16)
-        : "l"(da), "l"(db), "n"(TA), "n"(TB));
-  }
-}
+__device__ __forceinline__ void wd_bar_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
+__device__ __forceinline__ void wd_bar_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
 
 /** red.global.add of two adjacent f32 (8-byte aligned). */
 __device__ __forceinline__ void wd_red2(float* p, float a, float b) {
@@ -73,62 +85,67 @@ __device__ __forceinline__ void wd_cp4(u32 dst, const void* src, int bytes) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
 }
 
-/** Copies rows row0.. (128 bf16 each, `stride` elements apart) into two swizzled [ROWS][64] tiles at
- * shared address `dst` (dims 0..63, then dims 64..127 ROWS * 128 bytes further); rows at or past `rows`
- * are zero-filled. */
-template <int ROWS>
-__device__ __forceinline__ void wd_load_rows(u32 dst, const bf16* base, i64 stride, int row0, int rows) {
-#pragma unroll
-  for (int j = 0; j < ROWS * 16 / WD_THREADS; j++) {
-    const int i = threadIdx.x + j * WD_THREADS, r = i >> 4, chunk = i & 15;
-    const bool inside = row0 + r < rows;
-    fa_cp16(dst + (chunk >> 3) * ROWS * 128 + wg_swizzle128(r, (chunk & 7) * 8),
-            base + (inside ? (i64)(row0 + r) * stride + chunk * 8 : 0), inside ? 16 : 0);
-  }
-}
-
 extern __shared__ u32x4 wd_shared[];
 
 extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) flash_attention_bwd_wg_d128(
     float* dq_acc, bf16* dk, bf16* dv, float* dv_keys, const bf16* q, const bf16* k, const bf16* v,
     const bf16* dout, const float* lse, const float* delta, int T, int H, int HK, int HV, float scale_log2,
     float scale) {
-  constexpr int BQ = WD_BQ;
-  constexpr int D = 128, TILE_Q = WD_TILE_Q(BQ), SDO = WD_SDO(BQ), SDS = WD_SDS(BQ), STATS = WD_STATS(BQ);
+  constexpr int D = 128, BQ = WD_BQ, STAGES = WD_STAGES, PRODUCERS = 128;
   const u32 base = (fa_smem(wd_shared) + 1023u) & ~1023u;
-  float* stats = reinterpret_cast<float*>(reinterpret_cast<char*>(wd_shared) + (base - fa_smem(wd_shared)) + STATS);
+  const u32 full = base + WD_BARS, empty = full + 8 * STAGES;
+  const float* stats =
+      reinterpret_cast<const float*>(reinterpret_cast<char*>(wd_shared) + (base - fa_smem(wd_shared)) + WD_STATS);
   const int hk = blockIdx.x, b = blockIdx.y, k0 = blockIdx.z * WD_KEYS;
   const int group = H / HK, hv = hk / (HK / HV);
-  const int wg = threadIdx.x >> 7, wi = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-  const i64 qstride = (i64)H * D, kstride = (i64)HK * D, vstride = (i64)HV * D;
+  const int wg = __shfl_sync(0xffffffffu, threadIdx.x >> 7, 0); // warp-uniform to the compiler
+  const i64 qstride = (i64)H * D;
   const int qfirst = k0 / BQ, qblocks = (T + BQ - 1) / BQ - qfirst, steps = group * qblocks;
   auto step_head = [&](int it) { return hk * group + it / qblocks; };
   auto step_q0 = [&](int it) { return (qfirst + it % qblocks) * BQ; };
-
-  wd_load_rows<WD_KEYS>(base + WD_SK, k + ((i64)b * T * HK + hk) * D, kstride, k0, T);
-  wd_load_rows<WD_KEYS>(base + WD_SV, v + ((i64)b * T * HV + hv) * D, vstride, k0, T);
-  auto load_step = [&](int it, int stage) {
-    const int h = step_head(it), q0 = step_q0(it);
-    const i64 head = (i64)b * T * H + h;
-    wd_load_rows<BQ>(base + WD_SQ + stage * 2 * TILE_Q, q + head * D, qstride, q0, T);
-    wd_load_rows<BQ>(base + SDO + stage * 2 * TILE_Q, dout + head * D, qstride, q0, T);
-    // lse and delta rows by cp.async too (a plain load would stall its warps' next wgmma issue); rows
-    // past T read 0: their q and dout rows are zero, so p = 1 there adds nothing to dv, ds = 0.
-    for (int r = threadIdx.x; r < 2 * BQ; r += WD_THREADS) {
-      const int row = r < BQ ? r : r - BQ;
-      const bool inside = q0 + row < T;
-      const float* src = (r < BQ ? lse : delta) + ((i64)b * H + h) * T + (inside ? q0 + row : 0);
-      wd_cp4(base + STATS + 4u * (stage * 2 * BQ + r), src, inside ? 4 : 0);
+  if (threadIdx.x == 0) {
+    for (int st = 0; st < STAGES; st++) {
+      fw_mbar_init(full + 8 * st, PRODUCERS);
+      fw_mbar_init(empty + 8 * st, 256);
     }
-  };
-  // dq^T [dims 64wg.., BQ queries] of step `it` = k^T ds^T over the 128 keys (ds^T buffer it & 1).
+  }
+  __syncthreads();
+
+  if (wg == 2) { // the producers: k and v with step 0's tiles (full[0] covers them), then one step per stage
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(WD_PRODUCER_REGS));
+    const int pi = threadIdx.x - 256;
+    fw_load_rows<128, WD_KEYS, PRODUCERS>(base + WD_SK, k + ((i64)b * T * HK + hk) * D, (i64)HK * D, k0, T, pi);
+    fw_load_rows<128, WD_KEYS, PRODUCERS>(base + WD_SV, v + ((i64)b * T * HV + hv) * D, (i64)HV * D, k0, T, pi);
+    for (int t = 0; t < steps; t++) {
+      const int st = t % STAGES, h = step_head(t), q0 = step_q0(t);
+      if (t >= STAGES) fw_mbar_wait(empty + 8 * st, (t / STAGES - 1) & 1);
+      const i64 head = (i64)b * T * H + h;
+      const u32 sq = base + WD_SQ + st * WD_STAGE;
+      fw_load_rows<128, BQ, PRODUCERS>(sq, q + head * D, qstride, q0, T, pi);
+      fw_load_rows<128, BQ, PRODUCERS>(sq + 2 * WD_TILE_Q, dout + head * D, qstride, q0, T, pi);
+      // lse and delta rows; rows past T read 0 (their q and dout rows are zero: p = 1 adds nothing, ds = 0).
+      if (pi < 2 * BQ) {
+        const int row = pi < BQ ? pi : pi - BQ;
+        const bool inside = q0 + row < T;
+        const float* src = (pi < BQ ? lse : delta) + ((i64)b * H + h) * T + (inside ? q0 + row : 0);
+        wd_cp4(base + WD_STATS + 4u * (st * 2 * BQ + pi), src, inside ? 4 : 0);
+      }
+      fw_mbar_arrive_cp(full + 8 * st);
+    }
+    fa_cp_wait<0>();
+    return;
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(WD_CONSUMER_REGS));
+
+  const int wi = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  // dq^T [dims 64wg.., BQ queries] of step `it` = k^T ds^T over the 128 keys (ds^T buffer it % 2).
   auto issue_dq = [&](float* acc, int it) {
-    const u32 sds = base + SDS + WD_TILE_K * (it & 1), sk = base + WD_SK + WD_TILE_K * wg;
-    wd_mma_m64n48k16<1, 1, 1>(acc, wg_desc(sk, WB_LBO_MN, WB_SBO_MN), wg_desc(sds, WB_LBO_MN, WB_SBO_MN));
+    const u32 sds = base + WD_SDS + WD_TILE_K * (it % 2), sk = base + WD_SK + WD_TILE_K * wg;
+    wg_mma_m64n64k16<1, 1, 1>(acc, wg_desc(sk, WB_LBO_MN, WB_SBO_MN), wg_desc(sds, WB_LBO_MN, WB_SBO_MN));
 #pragma unroll
     for (int kc = 1; kc < WD_KEYS / 16; kc++) {
-      wd_mma_m64n48k16<1, 1>(acc, wg_desc(sk + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
-                          wg_desc(sds + 2048u * kc, WB_LBO_MN, WB_SBO_MN));
+      wg_mma_m64n64k16<1, 1>(acc, wg_desc(sk + 2048u * kc, WB_LBO_MN, WB_SBO_MN),
+                             wg_desc(sds + 2048u * kc, WB_LBO_MN, WB_SBO_MN));
     }
   };
   // acc[4j + 2half + e]: dim 64wg + 16wi + g + 8half, query 8j + 2c + e. Lanes g, g ^ 1 swap one value
@@ -153,8 +170,8 @@ extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) flash_attention_bwd_
       }
     }
   };
-  load_step(0, 0);
-  fa_cp_commit();
+  // Waits until ds^T of step `it` is in shared memory from both warpgroups (see the header).
+  auto await_ds = [&](int it) { wd_bar_sync(WD_BAR0 + 2 * (wg ^ 1) + (it & 1)); };
 
   float dka[64], dva[64], acc[BQ / 2];
 #pragma unroll
@@ -162,43 +179,51 @@ extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) flash_attention_bwd_
   const int krow = 64 * wg + 16 * wi + g; // this thread's key rows in the block: krow, krow + 8
 
   for (int it = 0; it < steps; it++) {
-    const int stage = it & 1;
-    fa_cp_wait<0>();
+    const int stage = it % STAGES;
+    fw_mbar_wait(full + 8 * stage, (it / STAGES) & 1);
     wg_fence_shared();
-    __syncthreads(); // step it's tiles and both warpgroups' ds^T of step it - 1 are in shared memory
-    if (it + 1 < steps) load_step(it + 1, stage ^ 1);
-    fa_cp_commit();
     const int q0 = step_q0(it);
-    const u32 sq = base + WD_SQ + stage * 2 * TILE_Q, sdo = base + SDO + stage * 2 * TILE_Q;
+    const u32 sq = base + WD_SQ + stage * WD_STAGE, sdo = sq + 2 * WD_TILE_Q;
     const float* lrow = stats + stage * 2 * BQ;
     const float* drow = lrow + BQ;
 
-    // 1. s^T and dp^T for this warpgroup's 64 keys x the BQ queries (k-step kk: dims 16kk.., in tile
-    //    kk / 4 at byte 32 (kk % 4) of each row); dq^T of step it - 1 queued behind them.
+    // 1. dq^T of step it - 1, issued, waited for and reduced.
     float st[BQ / 2], dpt[BQ / 2];
-    const u32 sk = base + WD_SK + 8192u * wg, sv = base + WD_SV + 8192u * wg;
     wg_fence();
-    wd_mma_m64n48k16<0, 0, 1>(st, wg_desc(sk, WB_LBO_K, WB_SBO_K), wg_desc(sq, WB_LBO_K, WB_SBO_K));
-    wd_mma_m64n48k16<0, 0, 1>(dpt, wg_desc(sv, WB_LBO_K, WB_SBO_K), wg_desc(sdo, WB_LBO_K, WB_SBO_K));
+    if (it > 0) {
+      await_ds(it - 1);
+      issue_dq(acc, it - 1);
+      wg_commit();
+      wg_wait<0>();
+      wg_fence_operands<BQ / 2>(acc);
+      reduce_dq(acc, it - 1);
+      wg_fence();
+    }
+    // 2. s^T and dp^T for this warpgroup's 64 keys x the BQ queries (k-step kk: dims 16kk.., in tile
+    //    kk / 4 at byte 32 (kk % 4) of each row).
+    const u32 sk = base + WD_SK + 8192u * wg, sv = base + WD_SV + 8192u * wg;
+    wg_mma_m64n64k16<0, 0, 1>(st, wg_desc(sk, WB_LBO_K, WB_SBO_K), wg_desc(sq, WB_LBO_K, WB_SBO_K));
+    wg_mma_m64n64k16<0, 0, 1>(dpt, wg_desc(sv, WB_LBO_K, WB_SBO_K), wg_desc(sdo, WB_LBO_K, WB_SBO_K));
 #pragma unroll
     for (int kk = 1; kk < D / 16; kk++) {
-      const u32 ka = (kk >> 2) * WD_TILE_K + 32u * (kk & 3), qa = (kk >> 2) * TILE_Q + 32u * (kk & 3);
-      wd_mma_m64n48k16<0, 0>(st, wg_desc(sk + ka, WB_LBO_K, WB_SBO_K), wg_desc(sq + qa, WB_LBO_K, WB_SBO_K));
-      wd_mma_m64n48k16<0, 0>(dpt, wg_desc(sv + ka, WB_LBO_K, WB_SBO_K), wg_desc(sdo + qa, WB_LBO_K, WB_SBO_K));
+      const u32 ka = (kk >> 2) * WD_TILE_K + 32u * (kk & 3), qa = (kk >> 2) * WD_TILE_Q + 32u * (kk & 3);
+      wg_mma_m64n64k16<0, 0>(st, wg_desc(sk + ka, WB_LBO_K, WB_SBO_K), wg_desc(sq + qa, WB_LBO_K, WB_SBO_K));
+      wg_mma_m64n64k16<0, 0>(dpt, wg_desc(sv + ka, WB_LBO_K, WB_SBO_K), wg_desc(sdo + qa, WB_LBO_K, WB_SBO_K));
     }
     wg_commit();
-    if (it > 0) issue_dq(acc, it - 1);
-    wg_commit();
-    wg_wait<1>();
+    wg_wait<0>();
     wg_fence_operands<BQ / 2>(st);
     wg_fence_operands<BQ / 2>(dpt);
 
-    // 2. p^T = exp(s - lse) (0 above the diagonal), ds^T = p^T (dp^T - delta); both as A fragments.
+    // 3. p^T = exp(s - lse) (0 above the diagonal), ds^T = p^T (dp^T - delta); both as A fragments; ds^T
+    //    to buffer it % 2, then the other warpgroup may read it.
     const bool diagonal = q0 < k0 + WD_KEYS;
-    const u32 sds = base + SDS + WD_TILE_K * stage;
+    const u32 sds = base + WD_SDS + WD_TILE_K * (it % 2);
     u32 pa[BQ / 4], da[BQ / 4]; // bf16 pairs: [n-tile j][half]: keys krow (+8), queries 8j + 2c (+1)
     wb_p_ds<BQ / 8>(pa, da, st, dpt, {lrow, drow, FA_LOG2E}, {scale_log2, diagonal, k0, krow, q0, c}, sds);
-    // 3. dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries 16kq..): tiles 2kq, 2kq + 1;
+    wg_fence_shared();
+    wd_bar_arrive(WD_BAR0 + 2 * wg + (it & 1));
+    // 4. dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries 16kq..): tiles 2kq, 2kq + 1;
     //    B rows 16kq.. are 2048 bytes into each 64-dim tile.
     wg_fence();
 #pragma unroll
@@ -207,25 +232,18 @@ extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) flash_attention_bwd_
       const u32 fd[4] = {da[4 * kq], da[4 * kq + 1], da[4 * kq + 2], da[4 * kq + 3]};
 #pragma unroll
       for (int n = 0; n < 2; n++) {
-        const u32 at = n * TILE_Q + 2048u * kq;
+        const u32 at = n * WD_TILE_Q + 2048u * kq;
         wg_mma_m64n64k16_rega<1>(dva + 32 * n, fp, wg_desc(sdo + at, WB_LBO_MN, WB_SBO_MN));
         wg_mma_m64n64k16_rega<1>(dka + 32 * n, fd, wg_desc(sq + at, WB_LBO_MN, WB_SBO_MN));
       }
     }
     wg_commit();
-    // 4. dq^T of step it - 1 into dq_acc while dv / dk run.
-    if (it > 0) {
-      wg_wait<1>();
-      wg_fence_operands<BQ / 2>(acc);
-      reduce_dq(acc, it - 1);
-    }
-    // dv / dk done: they are the last readers of this stage's tiles, into which step it + 1 loads step
-    // it + 2 (waiting here rather than at the next step's top keeps ptxas from serializing the wgmmas).
+    // dv / dk done: the stage goes back.
     wg_wait<0>();
+    fw_mbar_arrive(empty + 8 * stage);
   }
   // dq^T of the last step.
-  wg_fence_shared();
-  __syncthreads();
+  await_ds(steps - 1);
   wg_fence();
   issue_dq(acc, steps - 1);
   wg_commit();
