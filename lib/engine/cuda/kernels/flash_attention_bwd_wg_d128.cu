@@ -44,7 +44,8 @@
 // s^T / dp^T, one __syncthreads per step); dk / dv bit-identical to it. Warp-specialized variants: 48
 // queries per step with one shared barrier per step 337 / 315 / 310, with 3 stages 336 / 313 / 316,
 // one-way barriers (3 ds^T buffers) 339 / 310 / 318, with 3 stages 343 / 314 / 321; 64 queries with one
-// shared barrier 343 / 317 / 322 (removed). Earlier (session 3): 32 queries per step 279-290, dv / dk as
+// shared barrier 343 / 317 / 322 (removed). In bench/attention (delta and the dq cast included): 324-346
+// against SDPA's 290-324; tests/cuda_flash_attention_test.ts passed on it. Earlier (session 3): 32 queries per step 279-290, dv / dk as
 // one m64n128k16 spanning both 64-dim tiles 281-290, the mma.sync kernel 249-273.
 // Grid: (K, B, ceil(T / WD_KEYS)), WD_THREADS (384) threads, WD_SHARED_BYTES (165920) bytes.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)

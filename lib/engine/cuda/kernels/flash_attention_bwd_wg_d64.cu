@@ -34,7 +34,8 @@
 // dv / dk 277 / 278 / 278, and with 96 queries per step 294 / 294 / 290 (behind dv / dk 293 / 297 /
 // 291), 128 per step behind dv / dk 313 / 305 / 299. All agreed with the previous kernel (dk, dv bit for
 // bit) at T 8k-128k, 3000, 520 and 77. This kernel compiles to the PTX of the measured variant
-// (flash_attention_bwd_wg_d64_ws_ip_dq4) but has not run on a GPU under this name yet.
+// (flash_attention_bwd_wg_d64_ws_ip_dq4); under this name it passed tests/cuda_flash_attention_test.ts and
+// gave 299-313 TFLOP/s in bench/attention (delta and the dq cast included; SDPA 257-288).
 // Grid: (K, B, ceil(T / 128)).
 // Shared memory (byte offsets from the 1024-aligned base): k, v [128][64]; q, dout [4 stages][64][64];
 // ds^T [2 step parities][128 keys][64 queries] (warpgroup w stores key rows 64w..); lse, delta [4
