@@ -81,11 +81,6 @@ __device__ __forceinline__ void wd_red2(float* p, float a, float b) {
   asm volatile("red.global.add.v2.f32 [%0], {%1,%2};\n" ::"l"(p), "f"(a), "f"(b) : "memory");
 }
 
-/** Copies 4 bytes global -> shared asynchronously; `bytes` 0 writes zeros instead. */
-__device__ __forceinline__ void wd_cp4(u32 dst, const void* src, int bytes) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
-}
-
 extern __shared__ u32x4 wd_shared[];
 
 extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) flash_attention_bwd_wg_d128(
@@ -129,7 +124,7 @@ extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) flash_attention_bwd_
         const int row = pi < BQ ? pi : pi - BQ;
         const bool inside = q0 + row < T;
         const float* src = (pi < BQ ? lse : delta) + ((i64)b * H + h) * T + (inside ? q0 + row : 0);
-        wd_cp4(base + WD_STATS + 4u * (st * 2 * BQ + pi), src, inside ? 4 : 0);
+        fa_cp4(base + WD_STATS + 4u * (st * 2 * BQ + pi), src, inside ? 4 : 0);
       }
       fw_mbar_arrive_cp(full + 8 * st);
     }

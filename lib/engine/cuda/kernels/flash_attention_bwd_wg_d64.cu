@@ -3,8 +3,7 @@
 // 128 keys of one key head in two consumer warpgroups (warpgroup w: keys 64w..64w+63) plus a producer
 // warpgroup that copies k, v once and q, dout, lse, delta of every query step (64 queries) into 4
 // shared-memory stages with cp.async, signalling full / empty mbarriers (as the forward,
-// flash_attention_fwd_wg.cu, whose fw_mbar_* and fw_load_rows this uses; wd_cp4 from
-// flash_attention_bwd_wg_d128.cu); setmaxnreg 40 / 232 (2 x 128 x 232 + 128 x 40 = 384 x 168, the
+// flash_attention_fwd_wg.cu, whose fw_mbar_* and fw_load_rows this uses); setmaxnreg 40 / 232 (2 x 128 x 232 + 128 x 40 = 384 x 168, the
 // registers the block starts with; ptxas: the producer spills at 24, the consumers also fit in 216).
 // All tiles are 128-byte swizzled bf16 rows of 64 (wg_swizzle128).
 // Per step, per consumer warpgroup:
@@ -108,7 +107,7 @@ extern "C" __global__ void __launch_bounds__(WQ_THREADS, 1) flash_attention_bwd_
         const int row = r < BQ ? r : r - BQ;
         const bool inside = q0 + row < T;
         const float* src = (r < BQ ? lse : delta) + ((i64)b * H + h) * T + (inside ? q0 + row : 0);
-        wd_cp4(base + WQ_STATS + 4u * (st * 2 * BQ + r), src, inside ? 4 : 0);
+        fa_cp4(base + WQ_STATS + 4u * (st * 2 * BQ + r), src, inside ? 4 : 0);
       }
       fw_mbar_arrive_cp(full + 8 * st);
     }

@@ -23,6 +23,10 @@ __device__ __forceinline__ u32 fa_smem(const void* p) {
 __device__ __forceinline__ void fa_cp16(u32 dst, const void* src, int bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
 }
+/** Copies 4 bytes global -> shared asynchronously; `bytes` 0 writes zeros instead. */
+__device__ __forceinline__ void fa_cp4(u32 dst, const void* src, int bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
 __device__ __forceinline__ void fa_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 /** Waits until at most N of this thread's cp.async groups are still in flight. */
 template <int N>
