@@ -1,6 +1,6 @@
 // Flash-attention backward on Hopper wgmma (sm_90a) for head dim 128: same contract and launch as
 // flash_attention_bwd_d128 (flash_attention_bwd.cu: dq_acc f32 reductions, dv_keys when KV < K) apart from
-// the block size. Warp-specialized as the forwards (flash_attention_fwd_wg.cu: fw_load_rows, fw_mbar_*):
+// the block size. Warp-specialized as the forwards (flash_attention_fwd_wg.cu; wg_load_rows, wg_mbar_* of wgmma.cu):
 // one block = WD_KEYS (128) keys of one key head in two consumer warpgroups (warpgroup w: keys 64w..64w+63)
 // + a producer warpgroup; WD_BQ (64) queries per step. A 128-wide row is two 128-byte swizzled tiles
 // [rows][64] side by side (dims 0..63, 64..127; wg_swizzle128).
@@ -101,8 +101,8 @@ extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) flash_attention_bwd_
   auto step_q0 = [&](int it) { return (qfirst + it % qblocks) * BQ; };
   if (threadIdx.x == 0) {
     for (int st = 0; st < STAGES; st++) {
-      fw_mbar_init(full + 8 * st, PRODUCERS);
-      fw_mbar_init(empty + 8 * st, 256);
+      wg_mbar_init(full + 8 * st, PRODUCERS);
+      wg_mbar_init(empty + 8 * st, 256);
     }
   }
   __syncthreads();
@@ -110,15 +110,15 @@ extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) flash_attention_bwd_
   if (wg == 2) { // the producers: k and v with step 0's tiles (full[0] covers them), then one step per stage
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(WD_PRODUCER_REGS));
     const int pi = threadIdx.x - 256;
-    fw_load_rows<128, WD_KEYS, PRODUCERS>(base + WD_SK, k + ((i64)b * T * HK + hk) * D, (i64)HK * D, k0, T, pi);
-    fw_load_rows<128, WD_KEYS, PRODUCERS>(base + WD_SV, v + ((i64)b * T * HV + hv) * D, (i64)HV * D, k0, T, pi);
+    wg_load_rows<128, WD_KEYS, PRODUCERS>(base + WD_SK, k + ((i64)b * T * HK + hk) * D, (i64)HK * D, k0, T, pi);
+    wg_load_rows<128, WD_KEYS, PRODUCERS>(base + WD_SV, v + ((i64)b * T * HV + hv) * D, (i64)HV * D, k0, T, pi);
     for (int t = 0; t < steps; t++) {
       const int st = t % STAGES, h = step_head(t), q0 = step_q0(t);
-      if (t >= STAGES) fw_mbar_wait(empty + 8 * st, (t / STAGES - 1) & 1);
+      if (t >= STAGES) wg_mbar_wait(empty + 8 * st, (t / STAGES - 1) & 1);
       const i64 head = (i64)b * T * H + h;
       const u32 sq = base + WD_SQ + st * WD_STAGE;
-      fw_load_rows<128, BQ, PRODUCERS>(sq, q + head * D, qstride, q0, T, pi);
-      fw_load_rows<128, BQ, PRODUCERS>(sq + 2 * WD_TILE_Q, dout + head * D, qstride, q0, T, pi);
+      wg_load_rows<128, BQ, PRODUCERS>(sq, q + head * D, qstride, q0, T, pi);
+      wg_load_rows<128, BQ, PRODUCERS>(sq + 2 * WD_TILE_Q, dout + head * D, qstride, q0, T, pi);
       // lse and delta rows; rows past T read 0 (their q and dout rows are zero: p = 1 adds nothing, ds = 0).
       if (pi < 2 * BQ) {
         const int row = pi < BQ ? pi : pi - BQ;
@@ -126,7 +126,7 @@ extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) flash_attention_bwd_
         const float* src = (pi < BQ ? lse : delta) + ((i64)b * H + h) * T + (inside ? q0 + row : 0);
         fa_cp4(base + WD_STATS + 4u * (st * 2 * BQ + pi), src, inside ? 4 : 0);
       }
-      fw_mbar_arrive_cp(full + 8 * st);
+      wg_mbar_arrive_cp(full + 8 * st);
     }
     fa_cp_wait<0>();
     return;
@@ -176,7 +176,7 @@ extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) flash_attention_bwd_
 
   for (int it = 0; it < steps; it++) {
     const int stage = it % STAGES;
-    fw_mbar_wait(full + 8 * stage, (it / STAGES) & 1);
+    wg_mbar_wait(full + 8 * stage, (it / STAGES) & 1);
     wg_fence_shared();
     const int q0 = step_q0(it);
     const u32 sq = base + WD_SQ + stage * WD_STAGE, sdo = sq + 2 * WD_TILE_Q;
@@ -236,7 +236,7 @@ extern "C" __global__ void __launch_bounds__(WD_THREADS, 1) flash_attention_bwd_
     wg_commit();
     // dv / dk done: the stage goes back.
     wg_wait<0>();
-    fw_mbar_arrive(empty + 8 * stage);
+    wg_mbar_arrive(empty + 8 * stage);
   }
   // dq^T of the last step.
   await_ds(steps - 1);

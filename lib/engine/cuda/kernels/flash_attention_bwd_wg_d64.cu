@@ -3,8 +3,9 @@
 // 128 keys of one key head in two consumer warpgroups (warpgroup w: keys 64w..64w+63) plus a producer
 // warpgroup that copies k, v once and q, dout, lse, delta of every query step (64 queries) into 4
 // shared-memory stages with cp.async, signalling full / empty mbarriers (as the forward,
-// flash_attention_fwd_wg.cu, whose fw_mbar_* and fw_load_rows this uses); setmaxnreg 40 / 232 (2 x 128 x 232 + 128 x 40 = 384 x 168, the
-// registers the block starts with; ptxas: the producer spills at 24, the consumers also fit in 216).
+// flash_attention_fwd_wg.cu; wg_mbar_* and wg_load_rows of wgmma.cu); setmaxnreg 40 / 232 (2 x 128 x 232
+// + 128 x 40 = 384 x 168, the registers the block starts with; ptxas: the producer spills at 24, the
+// consumers also fit in 216).
 // All tiles are 128-byte swizzled bf16 rows of 64 (wg_swizzle128).
 // Per step, per consumer warpgroup:
 //   1. s^T = k q^T, dp^T = v dout^T [64 keys x 64 queries], K-major operands, K = 64 dims;
@@ -79,12 +80,12 @@ extern "C" __global__ void __launch_bounds__(WQ_THREADS, 1) flash_attention_bwd_
   auto step_q0 = [&](int it) { return (qfirst + it % qblocks) * BQ; };
   if (threadIdx.x == 0) {
     for (int st = 0; st < STAGES; st++) {
-      fw_mbar_init(full + 8 * st, 128);
-      fw_mbar_init(empty + 8 * st, 256);
+      wg_mbar_init(full + 8 * st, 128);
+      wg_mbar_init(empty + 8 * st, 256);
     }
     for (int p = 0; p < 2; p++) {
-      fw_mbar_init(ready + 8 * p, 256);
-      fw_mbar_init(freed + 8 * p, 256);
+      wg_mbar_init(ready + 8 * p, 256);
+      wg_mbar_init(freed + 8 * p, 256);
     }
   }
   __syncthreads();
@@ -92,15 +93,15 @@ extern "C" __global__ void __launch_bounds__(WQ_THREADS, 1) flash_attention_bwd_
   if (wg == 2) { // the producers: k and v (covered by the first full phase), then the steps' rows
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(WQ_PRODUCER_REGS));
     const int pi = threadIdx.x - 256;
-    fw_load_rows<D, WQ_KEYS, 128>(sk, k + ((i64)b * T * HK + hk) * D, (i64)HK * D, k0, T, pi);
-    fw_load_rows<D, WQ_KEYS, 128>(sv, v + ((i64)b * T * HV + hv) * D, (i64)HV * D, k0, T, pi);
+    wg_load_rows<D, WQ_KEYS, 128>(sk, k + ((i64)b * T * HK + hk) * D, (i64)HK * D, k0, T, pi);
+    wg_load_rows<D, WQ_KEYS, 128>(sv, v + ((i64)b * T * HV + hv) * D, (i64)HV * D, k0, T, pi);
     for (int t = 0; t < steps; t++) {
       const int st = t % STAGES;
-      if (t >= STAGES) fw_mbar_wait(empty + 8 * st, (t / STAGES - 1) & 1);
+      if (t >= STAGES) wg_mbar_wait(empty + 8 * st, (t / STAGES - 1) & 1);
       const int h = step_head(t), q0 = step_q0(t);
       const i64 head = (i64)b * T * H + h;
-      fw_load_rows<D, BQ, 128>(base + WQ_SQ + st * WQ_TILE_Q, q + head * D, qstride, q0, T, pi);
-      fw_load_rows<D, BQ, 128>(base + WQ_SDO + st * WQ_TILE_Q, dout + head * D, qstride, q0, T, pi);
+      wg_load_rows<D, BQ, 128>(base + WQ_SQ + st * WQ_TILE_Q, q + head * D, qstride, q0, T, pi);
+      wg_load_rows<D, BQ, 128>(base + WQ_SDO + st * WQ_TILE_Q, dout + head * D, qstride, q0, T, pi);
       // Rows past T read lse = delta = 0: their q and dout rows are zero, so p = 1 adds nothing to dv and
       // ds = 0.
       for (int r = pi; r < 2 * BQ; r += 128) {
@@ -109,7 +110,7 @@ extern "C" __global__ void __launch_bounds__(WQ_THREADS, 1) flash_attention_bwd_
         const float* src = (r < BQ ? lse : delta) + ((i64)b * H + h) * T + (inside ? q0 + row : 0);
         fa_cp4(base + WQ_STATS + 4u * (st * 2 * BQ + r), src, inside ? 4 : 0);
       }
-      fw_mbar_arrive_cp(full + 8 * st);
+      wg_mbar_arrive_cp(full + 8 * st);
     }
     fa_cp_wait<0>();
     return;
@@ -153,12 +154,12 @@ extern "C" __global__ void __launch_bounds__(WQ_THREADS, 1) flash_attention_bwd_
   auto stage_q = [&](int stage) { return base + WQ_SQ + stage * WQ_TILE_Q; };
   auto stage_dout = [&](int stage) { return base + WQ_SDO + stage * WQ_TILE_Q; };
   auto wait_full = [&](int it) {
-    fw_mbar_wait(full + 8 * (it % STAGES), (it / STAGES) & 1);
+    wg_mbar_wait(full + 8 * (it % STAGES), (it / STAGES) & 1);
     wg_fence_shared();
   };
   // Both warpgroups' ds^T of step it stored / their dq of step it done (buffer it & 1 free again).
-  auto wait_ready = [&](int it) { fw_mbar_wait(ready + 8 * (it & 1), (it >> 1) & 1); };
-  auto wait_freed = [&](int it) { fw_mbar_wait(freed + 8 * (it & 1), (it >> 1) & 1); };
+  auto wait_ready = [&](int it) { wg_mbar_wait(ready + 8 * (it & 1), (it >> 1) & 1); };
+  auto wait_freed = [&](int it) { wg_mbar_wait(freed + 8 * (it & 1), (it >> 1) & 1); };
   // 1. s^T and dp^T for this warpgroup's 64 keys x 64 queries of the stage's tiles.
   auto issue_sdp = [&](float* st, float* dpt, u32 sq, u32 sdo) {
     wg_mma_m64n64k16<0, 0, 1>(st, wg_desc(skw, WB_LBO_K, WB_SBO_K), wg_desc(sq, WB_LBO_K, WB_SBO_K));
@@ -198,7 +199,7 @@ extern "C" __global__ void __launch_bounds__(WQ_THREADS, 1) flash_attention_bwd_
       }
     }
     wg_fence_shared();
-    fw_mbar_arrive(ready + 8 * (it & 1));
+    wg_mbar_arrive(ready + 8 * (it & 1));
   };
   // 3. dv += p^T dout, dk += ds^T q: A fragment of k-step kq (queries 16kq..): tiles 2kq, 2kq + 1.
   auto issue_dvdk = [&](const u32* pa, const u32* da, u32 sq, u32 sdo) {
@@ -239,8 +240,8 @@ extern "C" __global__ void __launch_bounds__(WQ_THREADS, 1) flash_attention_bwd_
     wg_fence_operands<BQ / 4>(dd);
     if (it > 0) { // step it - 1 done: its stage and ds^T buffer are free, its dq into dq_acc
       wg_fence_operands<16>(acc);
-      fw_mbar_arrive(empty + 8 * prev);
-      fw_mbar_arrive(freed + 8 * ((it - 1) & 1));
+      wg_mbar_arrive(empty + 8 * prev);
+      wg_mbar_arrive(freed + 8 * ((it - 1) & 1));
       reduce_dq(acc, it - 1);
     }
 #pragma unroll

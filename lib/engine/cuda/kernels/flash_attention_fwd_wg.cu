@@ -31,8 +31,6 @@
 
 #define FW_KEYS 128
 #define FW_STAGES 3
-/** Bytes of one [rows][64] bf16 tile row: the step between rows inside a 64-dim tile. */
-#define FW_ROW_BYTES 128
 /** First named barrier of the D 128 warpgroups' issue order (0 is __syncthreads'). */
 #define FW_BAR0 1
 
@@ -117,7 +115,7 @@ __device__ __forceinline__ void fw_issue_pv(float* o, const u32* p, u32 v) {
     if constexpr (D == 64) {
       wg_mma_m64n64k16_rega<1>(o, a, wg_desc(v + 2048u * kk, WB_LBO_MN, WB_SBO_MN));
     } else {
-      fw_mma_m64n128k16_rega(o, a, wg_desc(v + 2048u * kk, FW_KEYS * FW_ROW_BYTES, WB_SBO_MN));
+      fw_mma_m64n128k16_rega(o, a, wg_desc(v + 2048u * kk, FW_KEYS * WG_ROW_BYTES, WB_SBO_MN));
     }
   }
   wg_commit();
@@ -193,21 +191,6 @@ __device__ __forceinline__ void fw_turn_pass(int wg) {
   }
 }
 
-/** Copies rows row0.. (D bf16 each, `stride` elements apart) into D / 64 swizzled [ROWS][64] tiles at
- * `dst` (dims 64.. ROWS * 128 bytes further) by the LANES producer threads (this one: `lane`); rows at
- * or past `rows` are zero-filled. */
-template <int D, int ROWS, int LANES>
-__device__ __forceinline__ void fw_load_rows(u32 dst, const bf16* base, i64 stride, int row0, int rows, int lane) {
-  constexpr int CHUNK_BITS = D / 64 + 2; // log2 of the 16-byte chunks per row (D / 8)
-#pragma unroll 4
-  for (int j = 0; j < (ROWS << CHUNK_BITS) / LANES; j++) {
-    const int i = lane + LANES * j, r = i >> CHUNK_BITS, chunk = i & ((1 << CHUNK_BITS) - 1);
-    const bool inside = row0 + r < rows;
-    fa_cp16(dst + (chunk >> 3) * ROWS * FW_ROW_BYTES + wg_swizzle128(r, (chunk & 7) * 8),
-            base + (inside ? (i64)(row0 + r) * stride + chunk * 8 : 0), inside ? 16 : 0);
-  }
-}
-
 extern __shared__ u32x4 fw_shared[];
 
 // The producer warpgroup signals full[stage] through cp.async.mbarrier.arrive.noinc (count 128: one
@@ -218,35 +201,13 @@ extern __shared__ u32x4 fw_shared[];
 // Consumer warpgroups iterate over all tiles of the block (those whose rows are done only keep the
 // counts and, at D 128, pass the turn on).
 
-__device__ __forceinline__ void fw_mbar_init(u32 bar, u32 count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void fw_mbar_arrive(u32 bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-/** Arrives on `bar` when all of this thread's earlier cp.async copies have completed. */
-__device__ __forceinline__ void fw_mbar_arrive_cp(u32 bar) {
-  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
-}
-/** Waits until the phase of `bar` with this parity has completed. */
-__device__ __forceinline__ void fw_mbar_wait(u32 bar, u32 parity) {
-  u32 done;
-  do {
-    asm volatile(
-        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(bar), "r"(parity)
-        : "memory");
-  } while (!done);
-}
-
 template <int D>
 __device__ __forceinline__ void fw_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
                                            int T, int H, int HK, int HV, float scale_log2) {
   using Shape = FwShape<D>;
   constexpr int WGS = Shape::consumers, ROWS = 64 * WGS, PRODUCERS = 128, STAGES = FW_STAGES;
   constexpr bool TURNS = Shape::turns;
-  constexpr u32 QTILE = ROWS * FW_ROW_BYTES, KTILE = FW_KEYS * FW_ROW_BYTES; // one 64-dim tile of Q, K
+  constexpr u32 QTILE = ROWS * WG_ROW_BYTES, KTILE = FW_KEYS * WG_ROW_BYTES; // one 64-dim tile of Q, K
   constexpr u32 KV = FW_KEYS * D * 2;                                         // a whole K or V tile
   const u32 base = (fa_smem(fw_shared) + 1023u) & ~1023u;
   const u32 sq = base, skv = base + ROWS * D * 2; // stage s: K at skv + 2 s KV, V after it
@@ -258,8 +219,8 @@ __device__ __forceinline__ void fw_forward(bf16* out, float* lse, const bf16* q,
   const int tiles = (imin(T, q0 + ROWS) - 1) / FW_KEYS + 1;
   if (threadIdx.x == 0) {
     for (int st = 0; st < STAGES; st++) {
-      fw_mbar_init(full + 8 * st, PRODUCERS);
-      fw_mbar_init(empty + 8 * st, 128 * WGS);
+      wg_mbar_init(full + 8 * st, PRODUCERS);
+      wg_mbar_init(empty + 8 * st, 128 * WGS);
     }
   }
   __syncthreads();
@@ -270,14 +231,14 @@ __device__ __forceinline__ void fw_forward(bf16* out, float* lse, const bf16* q,
     const int hk = h / (H / HK), hv = h / (H / HV);
     const bf16* kb = k + ((i64)b * T * HK + hk) * D;
     const bf16* vb = v + ((i64)b * T * HV + hv) * D;
-    fw_load_rows<D, ROWS, PRODUCERS>(sq, q + ((i64)b * T * H + h) * D, (i64)H * D, q0, T, pi);
+    wg_load_rows<D, ROWS, PRODUCERS>(sq, q + ((i64)b * T * H + h) * D, (i64)H * D, q0, T, pi);
     for (int t = 0; t < tiles; t++) {
       const int st = t % STAGES;
-      if (t >= STAGES) fw_mbar_wait(empty + 8 * st, (t / STAGES - 1) & 1);
+      if (t >= STAGES) wg_mbar_wait(empty + 8 * st, (t / STAGES - 1) & 1);
       const u32 dst = skv + st * 2 * KV;
-      fw_load_rows<D, FW_KEYS, PRODUCERS>(dst, kb, (i64)HK * D, t * FW_KEYS, T, pi);
-      fw_load_rows<D, FW_KEYS, PRODUCERS>(dst + KV, vb, (i64)HV * D, t * FW_KEYS, T, pi);
-      fw_mbar_arrive_cp(full + 8 * st);
+      wg_load_rows<D, FW_KEYS, PRODUCERS>(dst, kb, (i64)HK * D, t * FW_KEYS, T, pi);
+      wg_load_rows<D, FW_KEYS, PRODUCERS>(dst + KV, vb, (i64)HV * D, t * FW_KEYS, T, pi);
+      wg_mbar_arrive_cp(full + 8 * st);
     }
     fa_cp_wait<0>();
     return;
@@ -287,7 +248,7 @@ __device__ __forceinline__ void fw_forward(bf16* out, float* lse, const bf16* q,
   const int wfirst = q0 + 64 * wg, wlast = imin(T - 1, wfirst + 63);
   const int wtiles = wfirst < T ? wlast / FW_KEYS + 1 : 0;
   const int row0 = wfirst + 16 * wi + g; // this thread's rows: row0, row0 + 8
-  const u32 sqw = sq + wg * 64 * FW_ROW_BYTES;
+  const u32 sqw = sq + wg * 64 * WG_ROW_BYTES;
   float s[64], o[D / 2], m[2] = {-F32_INFINITY, -F32_INFINITY}, l[2] = {0.f, 0.f}, alpha[2];
   u32 p[32];
 #pragma unroll
@@ -300,7 +261,7 @@ __device__ __forceinline__ void fw_forward(bf16* out, float* lse, const bf16* q,
     const int st = j % STAGES;
     const u32 sk = skv + st * 2 * KV;
     const u32 svprev = skv + ((j + STAGES - 1) % STAGES) * 2 * KV + KV;
-    fw_mbar_wait(full + 8 * st, (j / STAGES) & 1);
+    wg_mbar_wait(full + 8 * st, (j / STAGES) & 1);
     wg_fence_shared();
     if (TURNS) fw_turn_wait(wg);
     // Each wait sits in the branch of the issues it waits for: ptxas does not correlate two branches on
@@ -329,7 +290,7 @@ __device__ __forceinline__ void fw_forward(bf16* out, float* lse, const bf16* q,
     } else if (TURNS && (wg == 0 || j + 1 < tiles)) {
       fw_turn_pass(wg);
     }
-    if (j > 0) fw_mbar_arrive(empty + 8 * ((j + STAGES - 1) % STAGES)); // done with tile j - 1
+    if (j > 0) wg_mbar_arrive(empty + 8 * ((j + STAGES - 1) % STAGES)); // done with tile j - 1
   }
   if (wtiles == tiles) { // the last tile's O += P V
     fw_issue_pv<D>(o, p, skv + ((tiles - 1) % STAGES) * 2 * KV + KV);

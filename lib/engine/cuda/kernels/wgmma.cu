@@ -1,7 +1,8 @@
 // Hopper warpgroup matrix multiply (wgmma, sm_90a) building blocks and probe kernels that check them
 // (tests/cuda_wgmma_probe_test.ts): 128-byte swizzled shared-memory tiles, matrix descriptors, and
 // m64n64k16 / m64n32k16 bf16 -> f32 with either operand K-major or MN-major (transposed) or A from
-// registers; then the descriptor offsets the flash-attention kernels use (WB_*) and the pieces the
+// registers; then what the flash-attention kernels share: descriptor offsets (WB_*), the mbarriers and
+// the producer's row copies of the warp-specialized kernels (wg_mbar_*, wg_load_rows), and the pieces the
 // flash-attention backwards share (wb_p_ds, wb_store_dkdv; kernels in flash_attention_bwd_wg_d64.cu and
 // flash_attention_bwd_wg_d128.cu).
 // Accumulator layout (per warp w of the 4-warp group: rows 16w..16w+15): d[4j + {0,1}] at row g, cols
@@ -219,6 +220,48 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_probe_n32(float* d, cons
 #define WB_SBO_K 1024
 #define WB_LBO_MN 1024
 #define WB_SBO_MN 1024
+
+/** Bytes of one [rows][64] bf16 tile row: the step between rows inside a 64-dim tile. */
+#define WG_ROW_BYTES 128
+
+/** mbarriers of the warp-specialized kernels: the producer warpgroup arrives on full[stage] through
+ * wg_mbar_arrive_cp when its copies have landed, consumers arrive on empty[stage] when done with it. */
+__device__ __forceinline__ void wg_mbar_init(u32 bar, u32 count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void wg_mbar_arrive(u32 bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+/** Arrives on `bar` when all of this thread's earlier cp.async copies have completed. */
+__device__ __forceinline__ void wg_mbar_arrive_cp(u32 bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+/** Waits until the phase of `bar` with this parity has completed. */
+__device__ __forceinline__ void wg_mbar_wait(u32 bar, u32 parity) {
+  u32 done;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+
+/** Copies rows row0.. (D bf16 each, `stride` elements apart) into D / 64 swizzled [ROWS][64] tiles at
+ * `dst` (dims 64.. ROWS * 128 bytes further) by the LANES producer threads (this one: `lane`); rows at
+ * or past `rows` are zero-filled. */
+template <int D, int ROWS, int LANES>
+__device__ __forceinline__ void wg_load_rows(u32 dst, const bf16* base, i64 stride, int row0, int rows, int lane) {
+  constexpr int CHUNK_BITS = D / 64 + 2; // log2 of the 16-byte chunks per row (D / 8)
+#pragma unroll 4
+  for (int j = 0; j < (ROWS << CHUNK_BITS) / LANES; j++) {
+    const int i = lane + LANES * j, r = i >> CHUNK_BITS, chunk = i & ((1 << CHUNK_BITS) - 1);
+    const bool inside = row0 + r < rows;
+    fa_cp16(dst + (chunk >> 3) * ROWS * WG_ROW_BYTES + wg_swizzle128(r, (chunk & 7) * 8),
+            base + (inside ? (i64)(row0 + r) * stride + chunk * 8 : 0), inside ? 16 : 0);
+  }
+}
 
 /** The lse and delta rows of a backward step's queries; lse * lse_scale is in log2 units (lse_scale 1
  * when the rows were staged already scaled). */
