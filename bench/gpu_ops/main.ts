@@ -6,14 +6,7 @@
 import { CudaEngine, type CudaTensor } from "../../lib/engine/cuda/mod.ts";
 import type { Tensor } from "../../lib/engine/engine.ts";
 import type { GemmShape } from "../../lib/engine/cuda/ffi/cublaslt.ts";
-import {
-  CE_HELD_COLUMNS,
-  CE_THREADS,
-  CLUSTER_MIN_ARCH,
-  crossEntropyStride,
-  prefetchKernelName,
-  prefetchPlan,
-} from "../../lib/engine/cuda/cross_entropy_plan.ts";
+import { CE_HELD_COLUMNS, CE_THREADS, crossEntropyStride } from "../../lib/engine/cuda/cross_entropy_plan.ts";
 
 /** TinyLlama-1.1B: C channels, F feed-forward, H heads, K key heads, D head dim, V vocabulary. */
 const MODEL = { C: 2048, F: 5632, H: 32, K: 4, D: 64, V: 32000 };
@@ -178,7 +171,7 @@ const GEMMA_VOCAB = 256000;
 /** Times one cross-entropy row kernel on [CE_ROWS, vocab] f32 logits -> bf16 dlogits, rows stored at
  * the engine's padded stride (crossEntropyStride; the padding holds random values, as the kernels must
  * ignore whatever is there) (bytes: the V logits of a row read once + its V dlogits written once). The
- * prefetching kernel is launched as the engine launches it (prefetchPlan: the same blocks per row,
+ * prefetching kernel is launched as the engine launches it (crossEntropyLaunch: the same blocks per row,
  * columns per block, shared memory and grid of resident rows); `cluster` forces a cluster size instead
  * (a comparison), `twoPass` takes the two-pass kernel. */
 function crossEntropyRows(vocab: number, options: { cluster?: number; twoPass?: boolean } = {}): void {
@@ -190,19 +183,10 @@ function crossEntropyRows(vocab: number, options: { cluster?: number; twoPass?: 
   const p = (t: Tensor) => (t as CudaTensor).pointer;
   const head = [p(logits), p(dlogits), p(losses), p(targets)];
   const scaleGrad = [{ f32: 1 }, { i32: 1 }];
-  const plan = options.twoPass ? undefined : prefetchPlan(vocab, device.info.maxSharedMemoryPerBlock, {
-    clusters: device.info.arch >= CLUSTER_MIN_ARCH,
-    cluster: options.cluster,
-  });
+  const plan = options.twoPass ? undefined : engine.crossEntropyLaunch("bf16", vocab, options.cluster);
   let launch: () => void, label: string;
   if (plan) {
-    const { cluster, slice, sharedBytes } = plan;
-    const kernel = prefetchKernelName(cluster, "bf16");
-    driver.setMaxDynamicSharedMemory(device.kernel(kernel), sharedBytes);
-    const resident = cluster === 1 ? device.info.multiprocessors : driver.maxActiveClusters(
-      device.kernel(kernel),
-      { clusterBlocks: cluster, block: CE_THREADS, sharedBytes },
-    );
+    const { name: kernel, cluster, slice, sharedBytes, resident } = plan;
     const grid = cluster * Math.min(CE_ROWS, resident);
     const args = [...head, { i32: CE_ROWS }, { i32: vocab }, { i32: stride }, { i32: slice }, ...scaleGrad];
     launch = () => device.launch(kernel, grid, CE_THREADS, args, sharedBytes);

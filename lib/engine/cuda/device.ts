@@ -32,6 +32,8 @@ export const BLAS_WORKSPACE_BYTES = 32 * 1024 * 1024;
 const STAGING_BYTES = 32 * 1024 * 1024;
 /** Copies smaller than this go straight from/to pageable memory. */
 const STAGING_FROM = 1024 * 1024;
+/** Dynamic shared memory any kernel may use without raising its limit. */
+const DEFAULT_DYNAMIC_SHARED_BYTES = 48 * 1024;
 
 /** Options for opening a device. */
 export interface CudaDeviceOptions {
@@ -50,6 +52,8 @@ export class CudaDevice {
   readonly stream: bigint;
   private readonly packer = new ArgPacker();
   private readonly functions = new Map<string, bigint>();
+  /** Dynamic shared memory each kernel has been allowed above the default (allowSharedMemory). */
+  private readonly sharedAllowed = new Map<string, number>();
   private staging: { address: bigint; view: Uint8Array } | null = null;
   private disposed = false;
 
@@ -123,7 +127,16 @@ export class CudaDevice {
     return fn;
   }
 
-  /** Enqueues kernel `name` on the stream. */
+  /** Lets kernel `name` use `bytes` of dynamic shared memory: above 48 KB that is a per-kernel attribute,
+   * raised here once to the largest amount asked for. `launch` calls it; call it first where something
+   * else needs the limit before the first launch (an occupancy query). */
+  allowSharedMemory(name: string, bytes: number): void {
+    if (bytes <= Math.max(DEFAULT_DYNAMIC_SHARED_BYTES, this.sharedAllowed.get(name) ?? 0)) return;
+    this.driver.setMaxDynamicSharedMemory(this.kernel(name), bytes);
+    this.sharedAllowed.set(name, bytes);
+  }
+
+  /** Enqueues kernel `name` on the stream (with `sharedBytes` of dynamic shared memory). */
   launch(
     name: string,
     grid: number | readonly [number, number, number],
@@ -131,6 +144,7 @@ export class CudaDevice {
     args: readonly KernelArg[],
     sharedBytes = 0,
   ): void {
+    this.allowSharedMemory(name, sharedBytes);
     const g: readonly [number, number, number] = typeof grid === "number" ? [grid, 1, 1] : grid;
     this.driver.launch(this.kernel(name), g, [block, 1, 1], sharedBytes, this.stream, this.packer.pack(args));
   }

@@ -56,6 +56,20 @@ const ATTENTION_MAX_HEAD_DIM = 256;
 /** Bytes of f32 logits one chunk of the fused lm head + cross-entropy may hold. */
 export const LOGITS_CHUNK_BYTES = 256 * 1024 * 1024;
 
+/** A launch of the prefetching cross-entropy kernel (CudaEngine.crossEntropyLaunch). */
+export interface CrossEntropyLaunch {
+  /** Kernel name (prefetchKernelName). */
+  name: string;
+  /** Blocks per row. */
+  cluster: number;
+  /** Columns per block. */
+  slice: number;
+  /** Dynamic shared memory per block. */
+  sharedBytes: number;
+  /** Rows (clusters) resident at once: the grid is cluster x min(rows, resident). */
+  resident: number;
+}
+
 const BYTES: Record<TensorDType, number> = { f32: 4, bf16: 2, i32: 4 };
 
 /** A tensor in device memory; views share their base's allocation. */
@@ -114,8 +128,6 @@ function i64(n: number): bigint {
  */
 export class CudaEngine implements Engine {
   readonly name: string;
-  /** Dynamic shared memory each kernel has been allowed so far (#allowShared). */
-  readonly #sharedAllowed = new Map<string, number>();
   /** Resident clusters of each prefetching cross-entropy kernel by "name:shared bytes" (a driver query). */
   readonly #residentClusters = new Map<string, number>();
   private constructor(
@@ -585,7 +597,7 @@ export class CudaEngine implements Engine {
     const dlogits = wantGrad && act === "bf16" ? this.alloc([chunk, stride], "bf16") as CudaTensor : logits;
     const blas = this.device.blas, stream = this.device.stream, compute = this.f32Compute;
     const vec = stride % 4 === 0 && aligned([logits.pointer, dlogits.pointer]);
-    const prefetch = vec ? this.#prefetchLaunch(dlogits.dtype, v) : undefined;
+    const prefetch = vec ? this.crossEntropyLaunch(dlogits.dtype, v) : undefined;
     for (let r0 = 0; r0 < n; r0 += chunk) {
       const rows = Math.min(chunk, n - r0);
       const hiddenChunk = hidden.at(r0 * c);
@@ -687,40 +699,44 @@ export class CudaEngine implements Engine {
     ]);
   }
 
-  // ---- helpers -----------------------------------------------------------------------------------
-
-  /** The prefetching cross-entropy kernel for rows of `v` columns (rows aligned, any v): its name, blocks
-   * per row and columns per block (prefetchPlan: the fewest blocks per row whose slices hold it), its
+  /**
+   * The launch of the prefetching cross-entropy kernel for rows of `v` columns (rows aligned, any v), as
+   * crossEntropy makes it: the kernel's name, blocks per row and columns per block (prefetchPlan: the
+   * fewest blocks per row whose slices hold it, or `cluster` blocks when given, for a comparison), its
    * dynamic shared memory and how many rows (clusters) can be resident at once, the grid's limit since
    * rows are assigned to blocks statically; undefined when the rows are too wide (for one block before
-   * sm_90, which has no thread-block clusters, or for 8 blocks), or the driver has no clusters. */
-  #prefetchLaunch(type: TensorDType, v: number) {
+   * sm_90, which has no thread-block clusters, or for 8 blocks), or no such cluster can be resident.
+   *
+   * @example
+   * ```ts
+   * engine.crossEntropyLaunch("bf16", 128256); // { name: "cross_entropy_rows_prefetch3_bf16", cluster: 3, ... }
+   * ```
+   */
+  crossEntropyLaunch(type: TensorDType, v: number, cluster?: number): CrossEntropyLaunch | undefined {
     const { info } = this.device;
-    const plan = prefetchPlan(v, info.maxSharedMemoryPerBlock, { clusters: info.arch >= CLUSTER_MIN_ARCH });
+    const plan = prefetchPlan(v, info.maxSharedMemoryPerBlock, {
+      clusters: info.arch >= CLUSTER_MIN_ARCH,
+      cluster,
+    });
     if (plan === undefined) return undefined;
-    const { cluster, slice, sharedBytes } = plan;
-    const name = prefetchKernelName(cluster, type);
-    this.#allowShared(name, sharedBytes);
+    const { slice, sharedBytes } = plan;
+    const name = prefetchKernelName(plan.cluster, type);
+    this.device.allowSharedMemory(name, sharedBytes); // before the occupancy query
     const key = `${name}:${sharedBytes}`;
     const resident = this.#residentClusters.get(key) ??
-      (cluster === 1
-        ? this.device.info.multiprocessors
+      (plan.cluster === 1
+        ? info.multiprocessors
         : this.device.driver.maxActiveClusters(this.device.kernel(name), {
-          clusterBlocks: cluster,
+          clusterBlocks: plan.cluster,
           block: CE_THREADS,
           sharedBytes,
         }));
     this.#residentClusters.set(key, resident);
     if (resident === 0) return undefined;
-    return { name, cluster, slice, sharedBytes, resident };
+    return { name, cluster: plan.cluster, slice, sharedBytes, resident };
   }
 
-  /** Lets kernel `name` use `bytes` of dynamic shared memory (an attribute needed above 48 KB). */
-  #allowShared(name: string, bytes: number): void {
-    if ((this.#sharedAllowed.get(name) ?? 0) >= bytes) return;
-    this.device.driver.setMaxDynamicSharedMemory(this.device.kernel(name), bytes);
-    this.#sharedAllowed.set(name, bytes);
-  }
+  // ---- helpers -----------------------------------------------------------------------------------
 
   #t(op: string, name: string, tensor: Tensor): CudaTensor {
     if (!(tensor instanceof CudaTensor)) {

@@ -193,25 +193,6 @@ function backwardKernel(device: CudaDevice, d: number): FlashKernel {
   };
 }
 
-const sharedSet = new WeakMap<CudaDevice, Set<string>>();
-
-function launchWithShared(
-  device: CudaDevice,
-  name: string,
-  grid: readonly [number, number, number],
-  block: number,
-  args: Parameters<CudaDevice["launch"]>[3],
-  bytes: number,
-): void {
-  const done = sharedSet.get(device) ?? new Set<string>();
-  if (!done.has(name)) {
-    device.driver.setMaxDynamicSharedMemory(device.kernel(name), bytes);
-    done.add(name);
-    sharedSet.set(device, done);
-  }
-  device.launch(name, grid, block, args, bytes);
-}
-
 /**
  * Enqueues the causal flash-attention forward: writes out and lse (see FlashForwardArgs).
  *
@@ -226,8 +207,7 @@ export function flashAttentionForward(device: CudaDevice, args: FlashForwardArgs
   if (dims.b * dims.t === 0 || dims.h === 0) return;
   const scale = 1 / Math.sqrt(dims.d);
   const kernel = forwardKernel(device, dims.d);
-  launchWithShared(
-    device,
+  device.launch(
     kernel.name,
     [dims.h, dims.b, Math.ceil(dims.t / kernel.rows)],
     kernel.threads,
@@ -279,8 +259,7 @@ export function flashAttentionBackward(device: CudaDevice, args: FlashBackwardAr
     { i32: d },
   ]);
   const kernel = backwardKernel(device, d);
-  launchWithShared(
-    device,
+  device.launch(
     kernel.name,
     [hk, b, Math.ceil(t / kernel.rows)],
     kernel.threads,
